@@ -1,0 +1,151 @@
+"""What the cabinet can tell the rules: typed, immutable inputs.
+
+Drivers (GPIO, PC/SC, Modbus, the MCU bridge, the simulator) and the downlink produce
+exactly these and nothing else; the core feeds them to `CabinetRules.step`. Units are in
+the field names, integers only, like the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ReaderName = Literal["A", "B"]
+SensorName = str  # "voc", "leak", "door", "scale:<slot>", ...
+
+
+@dataclass(frozen=True, slots=True)
+class Badge:
+    """A card presented once on a reader (a card left lying there is not a new badge)."""
+
+    reader: ReaderName
+    uid: str  # upper-case hex
+
+
+@dataclass(frozen=True, slots=True)
+class DoorChanged:
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LockFeedback:
+    """The lock's own sensor: bolt thrown (engaged) or not."""
+
+    engaged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WeightReading:
+    slot: int
+    mg: int
+
+
+@dataclass(frozen=True, slots=True)
+class VocReading:
+    ppb: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeakChanged:
+    wet: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TamperChanged:
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SensorFault:
+    """A sensor went silent, read out of range, or failed its protocol (CRC, timeout)."""
+
+    sensor: SensorName
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SensorRecovered:
+    sensor: SensorName
+
+
+@dataclass(frozen=True, slots=True)
+class SensorSilenced:
+    """Simulation only: the named simulated sensor stops reporting (DESIGN.md §4.6)."""
+
+    sensor: SensorName
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderFault:
+    reader: ReaderName
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderRecovered:
+    reader: ReaderName
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReceived:
+    """A command that has passed signature, device, expiry and nonce checks (or replay).
+
+    `args` were validated by the downlink for shape; the rules check meaning (is that
+    person pending, does that container exist).
+    """
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    nonce: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLoaded:
+    """A verified policy to enforce from now on (`policy` is a config.policy.Policy)."""
+
+    policy: Any
+    source: str = "command"  # "command", "file", "startup"
+    nonce: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes; nothing else happened (lets scenario files advance the clock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    version: str
+    boot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    reason: str = "signal"
+
+
+Input = (
+    Badge
+    | DoorChanged
+    | LockFeedback
+    | WeightReading
+    | VocReading
+    | LeakChanged
+    | TamperChanged
+    | SensorFault
+    | SensorRecovered
+    | SensorSilenced
+    | ReaderFault
+    | ReaderRecovered
+    | CommandReceived
+    | PolicyLoaded
+    | TimerFired
+    | Tick
+    | Started
+    | Stopping
+)
