@@ -385,3 +385,57 @@ def _dropped_ranges(envelopes: Iterable[Mapping[str, Any]]) -> list[tuple[int, i
             if isinstance(lo, int) and isinstance(hi, int):
                 ranges.append((lo, hi))
     return ranges
+
+
+# --- signed policies and commands (§4.4, §4.5) ------------------------------------------
+
+COMMAND_NAMES: Final = frozenset(
+    {"policy", "approve", "approve_withdrawal", "ack", "snapshot", "resend"}
+)
+
+
+def sign_policy(policy_document: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
+    """The signed policy JSON `cabinetctl policy sign` writes and the agent accepts."""
+    _reject_floats(policy_document, "policy")
+    return sign_document({"v": 1, "type": "policy", "policy": dict(policy_document)}, key)
+
+
+def open_signed_policy(document: Any, key: VerifyKey) -> dict[str, Any]:
+    """Check a signed policy's shape and signature; return the inner policy document."""
+    if not isinstance(document, dict):
+        raise WireError("signed policy is not a JSON object")
+    if set(document) != {"v", "type", "policy", "sig"}:
+        raise WireError("signed policy must have exactly v, type, policy, sig")
+    if document["v"] != 1 or document["type"] != "policy":
+        raise WireError("not a version 1 signed policy")
+    if not isinstance(document["policy"], dict):
+        raise WireError("policy must be an object")
+    _reject_floats(document["policy"], "policy")
+    check_signature(document, key)
+    return dict(document["policy"])
+
+
+def build_command(
+    *,
+    device: str,
+    name: str,
+    args: Mapping[str, Any],
+    nonce: str,
+    issued_at_ms: int,
+    expires_at_ms: int,
+    key: SigningKey,
+) -> dict[str, Any]:
+    """A signed command (§4.5) as the centre sends it."""
+    if name not in COMMAND_NAMES:
+        raise WireError(f"unknown command {name!r}")
+    unsigned = {
+        "v": 1,
+        "device": device,
+        "name": name,
+        "nonce": nonce,
+        "issued_at_ms": issued_at_ms,
+        "expires_at_ms": expires_at_ms,
+        "args": dict(args),
+    }
+    _reject_floats(unsigned, "command")
+    return sign_document(unsigned, key)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from rules.effects import OutputName
-from rules.inputs import Input
+from rules.inputs import AnyInput
 
-Post = Callable[[Input], None]  # thread-safe: puts the input on the core's inbox
+Post = Callable[[AnyInput], None]  # thread-safe: puts the input on the core's inbox
 
 
 @runtime_checkable

@@ -48,4 +48,20 @@ class Instant:
     mono_ms: int
 
 
-Effect = Emit | SetOutput | StartTimer | CancelTimer
+@dataclass(frozen=True, slots=True)
+class Republish:
+    """`resend` command: publish the outbox range again (the uplink does it)."""
+
+    from_seq: int
+    to_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PersistPolicy:
+    """Store the accepted signed policy so it is enforced after a restart."""
+
+    document: dict[str, Any]  # the signed policy JSON, as received
+    version: int
+
+
+Effect = Emit | SetOutput | StartTimer | CancelTimer | Republish | PersistPolicy

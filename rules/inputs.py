@@ -101,9 +101,15 @@ class CommandReceived:
 
 @dataclass(frozen=True, slots=True)
 class PolicyLoaded:
-    """A verified policy to enforce from now on (`policy` is a config.policy.Policy)."""
+    """A verified policy to enforce from now on (`policy` is a config.policy.Policy).
+
+    The rules still refuse it unless its version is above the current one and it is
+    meant for this cabinet; `document` is the signed JSON to persist once accepted
+    (None for a plain TOML policy in simulation).
+    """
 
     policy: Any
+    document: dict[str, Any] | None = None
     source: str = "command"  # "command", "file", "startup"
     nonce: str = ""
 
@@ -149,3 +155,19 @@ Input = (
     | Started
     | Stopping
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected:
+    """The downlink refused a command (bad signature, expired, replayed, malformed).
+
+    Posted to the core only so that the refusal is recorded as an event by the one
+    writer; it changes no state.
+    """
+
+    name: str
+    nonce: str
+    reason: str
+
+
+AnyInput = Input | CommandRejected
