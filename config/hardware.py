@@ -7,11 +7,21 @@ register maps live here, so an installer rewires the box without touching code.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 Pin = Annotated[StrictInt, Field(ge=0, le=63)]
+DebounceMs = Annotated[StrictInt, Field(ge=0, le=2000)]
 
 
 class _Strict(BaseModel):
@@ -19,12 +29,24 @@ class _Strict(BaseModel):
 
 
 class GpioInput(_Strict):
+    """One contact wired to a GPIO line.
+
+    Each input has a *normal* state: door closed, enclosure shut, floor dry, bolt thrown.
+    The contact is "active" when the line sits at `active_high`'s level. A normally-open
+    (NO) contact is active when the input is abnormal (door open, wet, tamper, bolt
+    released); a normally-closed (NC) loop is active while all is well, so a cut wire
+    reads exactly like an open door or a wet sensor, which is the fail-safe reading and
+    is posted like any other change.
+
+    `pull_up`: True enables the internal pull-up, False the pull-down, None leaves the
+    line floating for an external resistor.
+    """
+
     pin: Pin
     active_high: StrictBool = False  # reed switches and dry contacts usually pull low
-    pull_up: StrictBool = True
-    # A normally-closed loop reads "active" when all is well; a cut wire then reads
-    # exactly like an open door or a wet sensor, which is the fail-safe reading.
+    pull_up: StrictBool | None = True
     normally_closed: StrictBool = False
+    debounce_ms: DebounceMs | None = None  # None: the `[hardware.gpio]` debounce_ms
 
 
 class GpioOutput(_Strict):
@@ -32,9 +54,22 @@ class GpioOutput(_Strict):
     active_high: StrictBool = True
 
 
+_LINES = (
+    "door",
+    "lock_feedback",
+    "tamper",
+    "leak",
+    "lock_relay",
+    "fan",
+    "buzzer",
+    "led_green",
+    "led_red",
+)
+
+
 class GpioConfig(_Strict):
     pin_factory: Literal["default", "mock", "lgpio", "rpigpio"] = "default"
-    debounce_ms: Annotated[StrictInt, Field(ge=0, le=2000)] = 30
+    debounce_ms: DebounceMs = 30
     door: GpioInput | None = None
     lock_feedback: GpioInput | None = None
     tamper: GpioInput | None = None
@@ -45,24 +80,58 @@ class GpioConfig(_Strict):
     led_green: GpioOutput | None = None
     led_red: GpioOutput | None = None
 
+    @model_validator(mode="after")
+    def _one_line_one_use(self) -> GpioConfig:
+        seen: dict[int, str] = {}
+        for name in _LINES:
+            line: GpioInput | GpioOutput | None = getattr(self, name)
+            if line is None:
+                continue
+            if line.pin in seen:
+                raise ValueError(f"{name}.pin: GPIO {line.pin} is already used by {seen[line.pin]}")
+            seen[line.pin] = name
+        return self
+
 
 class ReadersConfig(_Strict):
     backend: Literal["pcsc"] = "pcsc"
-    a_pattern: str = "00 00$"  # regular expression on the PC/SC reader name
+    a_pattern: str = "00 00$"  # regular expression searched in the PC/SC reader name
     b_pattern: str = "00 01$"
     poll_timeout_ms: Annotated[StrictInt, Field(ge=50, le=10_000)] = 500
+    # While pcscd is gone, how often to try to reach it again.
+    reconnect_ms: Annotated[StrictInt, Field(ge=50, le=10_000)] = 500
+
+    @field_validator("a_pattern", "b_pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
 
 class RegisterMap(_Strict):
+    """Where one value lives on the RS-485 bus and how to turn it into mg or ppb."""
+
     unit: Annotated[StrictInt, Field(ge=1, le=247)]
     address: Annotated[StrictInt, Field(ge=0, le=65535)]
+    table: Literal["holding", "input"] = "holding"  # function code 3 or 4
     words: Literal[1, 2] = 2
     signed: StrictBool = False
-    word_order: Literal["big", "little"] = "big"
+    word_order: Literal["big", "little"] = "big"  # "big": the high word comes first
     scale_num: StrictInt = 1  # value = raw * scale_num / scale_den, in mg or ppb
     scale_den: Annotated[StrictInt, Field(gt=0)] = 1
-    min_value: StrictInt = 0
+    min_value: StrictInt = 0  # after scaling; outside [min, max] is a sensor fault
     max_value: StrictInt = 2**31 - 1
+
+    @model_validator(mode="after")
+    def _range(self) -> RegisterMap:
+        if self.min_value > self.max_value:
+            raise ValueError("min_value is above max_value")
+        if self.scale_num == 0:
+            raise ValueError("scale_num must not be 0")
+        return self
 
 
 class ScaleMap(RegisterMap):
@@ -80,6 +149,14 @@ class ModbusConfig(_Strict):
     silent_after_s: Annotated[StrictInt, Field(ge=1)] = 10
     scales: tuple[ScaleMap, ...] = ()
     voc: RegisterMap | None = None
+
+    @model_validator(mode="after")
+    def _distinct_slots(self) -> ModbusConfig:
+        slots = [scale.slot for scale in self.scales]
+        duplicates = sorted({slot for slot in slots if slots.count(slot) > 1})
+        if duplicates:
+            raise ValueError(f"scales: slot {duplicates[0]} is mapped twice")
+        return self
 
 
 class BridgeConfig(_Strict):

@@ -131,6 +131,20 @@ class Started:
 
 
 @dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Time for `system.heartbeat`; `data` carries what the core knows (outbox, uplink)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStatus:
+    """Whether the wall clock is synchronised (kernel NTP status), at start and on change."""
+
+    synchronized: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Stopping:
     reason: str = "signal"
 
@@ -153,6 +167,8 @@ Input = (
     | TimerFired
     | Tick
     | Started
+    | Heartbeat
+    | ClockStatus
     | Stopping
 )
 

@@ -1,0 +1,325 @@
+"""Signed commands from the centre (DESIGN.md §4.5): verify, then hand to the core.
+
+`CommandVerifier.check` turns one MQTT message into exactly one input for the core:
+`CommandReceived`, `PolicyLoaded` or `CommandRejected(reason)`. It never raises on
+input: whatever arrives on the command topic (not JSON, huge, deep, wrong types,
+forged, replayed) becomes a rejection with a short machine-readable reason, and only a
+command that passed every check consumes its nonce. The rules decide what a valid
+command means (policy version order, pending person, alarm id); this module decides
+only whether the centre really sent it, to this device, recently, once.
+
+Policy persistence lives here too because it is the same trust boundary: the file on
+disk is the signed document as received, re-verified at every start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+
+from agent import wire
+from agent.nonces import NonceStore
+from config.policy import Policy
+from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
+
+log = structlog.get_logger("commands")
+
+Verdict = CommandReceived | PolicyLoaded | CommandRejected
+
+COMMAND_FIELDS: Final = frozenset(
+    {"v", "device", "name", "nonce", "issued_at_ms", "expires_at_ms", "args", "sig"}
+)
+MAX_DEPTH: Final = 32  # a real policy command nests ~8 deep
+POLICY_FILE: Final = "policy.json"
+PURGE_EVERY_MS: Final = 10 * 60 * 1000
+_NAME_RE: Final = re.compile(r"^[a-z_]{1,32}$")
+_NONCE_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SIGNATURE_ERRORS: Final = frozenset({"bad signature", "missing sig", "not unpadded base64url"})
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+# --- args of each command (§4.5 table) -------------------------------------------------
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PolicyArgs(_Args):
+    policy: dict[str, Any]
+
+
+class ApproveArgs(_Args):
+    person: Id
+
+
+class ApproveWithdrawalArgs(_Args):
+    container: Id
+    max_mg: Annotated[StrictInt, Field(gt=0)]
+    persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
+    until_ms: Annotated[StrictInt, Field(gt=0)]
+
+
+class AckArgs(_Args):
+    alarm: Id
+
+
+class SnapshotArgs(_Args):
+    pass
+
+
+class ResendArgs(_Args):
+    from_seq: Annotated[StrictInt, Field(ge=1)]
+    to_seq: Annotated[StrictInt, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ResendArgs:
+        if self.to_seq < self.from_seq:
+            raise ValueError("to_seq is below from_seq")
+        return self
+
+
+ARGS: Final[dict[str, type[_Args]]] = {
+    "policy": PolicyArgs,
+    "approve": ApproveArgs,
+    "approve_withdrawal": ApproveWithdrawalArgs,
+    "ack": AckArgs,
+    "snapshot": SnapshotArgs,
+    "resend": ResendArgs,
+}
+assert set(ARGS) == wire.COMMAND_NAMES
+
+
+class _Refused(Exception):
+    """Internal control flow: one check failed; `reason` goes on the wire."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- the verifier ------------------------------------------------------------------------
+
+
+class CommandVerifier:
+    def __init__(
+        self,
+        device: str,
+        central_key: wire.VerifyKey,
+        nonces: NonceStore,
+        max_payload: int = 64 * 1024,
+    ) -> None:
+        self.device = device
+        self.central_key = central_key
+        self.nonces = nonces
+        self.max_payload = max_payload
+        self._last_purge_ms = 0
+
+    def check(self, topic: str, payload: bytes, now_ms: int) -> Verdict:
+        name, nonce = "?", ""
+        try:
+            doc = self._parse(payload)
+            name, nonce = _safe(doc.get("name"), _NAME_RE, "?"), _safe(doc.get("nonce"), _NONCE_RE)
+            verdict = self._verify(doc, topic, now_ms)
+        except _Refused as refused:
+            log.warning("command.rejected", name=name, nonce=nonce, reason=refused.reason)
+            return CommandRejected(name=name, nonce=nonce, reason=refused.reason)
+        except sqlite3.Error as exc:
+            # The nonce store is unusable: refuse rather than risk accepting a replay.
+            log.error("command.nonce_store_failed", name=name, error=str(exc))
+            return CommandRejected(name=name, nonce=nonce, reason="internal_error")
+        log.info("command.verified", name=name, nonce=nonce)
+        return verdict
+
+    def _parse(self, payload: bytes) -> dict[str, Any]:
+        if len(payload) > self.max_payload:
+            raise _Refused("too_large")
+        try:
+            # Decode strictly as UTF-8 (json.loads would also guess UTF-16/32 from bytes)
+            # and refuse duplicate keys: the signature covers one reading of the text.
+            doc = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        except (ValueError, RecursionError) as exc:
+            log.debug("command.unparseable", error=type(exc).__name__)
+            raise _Refused("malformed") from None
+        if not isinstance(doc, dict):
+            raise _Refused("malformed")
+        if not _shallow_enough(doc) or _has_float(doc):
+            raise _Refused("malformed")
+        return doc
+
+    def _verify(self, doc: dict[str, Any], topic: str, now_ms: int) -> Verdict:
+        if set(doc) != COMMAND_FIELDS:
+            raise _Refused("malformed")
+        for key in ("v", "issued_at_ms", "expires_at_ms"):
+            if type(doc[key]) is not int:
+                raise _Refused("malformed")
+        for key in ("device", "name", "nonce", "sig"):
+            if not isinstance(doc[key], str):
+                raise _Refused("malformed")
+        if doc["v"] != 1 or not isinstance(doc["args"], dict):
+            raise _Refused("malformed")
+        if not _NONCE_RE.match(doc["nonce"]) or doc["issued_at_ms"] > doc["expires_at_ms"]:
+            raise _Refused("malformed")
+        # Nothing about an unsigned command is believed, so the signature comes first.
+        try:
+            wire.check_signature(doc, self.central_key)
+        except wire.WireError:
+            raise _Refused("bad_signature") from None
+        if doc["device"] != self.device:
+            raise _Refused("wrong_device")
+        # The topic is not signed: a genuine `ack` re-published on cmd/policy is refused.
+        if topic.rsplit("/", 1)[-1] != doc["name"]:
+            raise _Refused("topic_mismatch")
+        name: str = doc["name"]
+        if name not in ARGS:
+            raise _Refused("unknown_command")
+        if now_ms > doc["expires_at_ms"]:
+            raise _Refused("expired")
+        self._purge(now_ms)
+        if self.nonces.seen(doc["nonce"]):
+            raise _Refused("replayed_nonce")
+        try:
+            args = ARGS[name].model_validate(doc["args"])
+        except ValidationError:
+            raise _Refused("bad_args") from None
+        verdict: Verdict
+        if isinstance(args, PolicyArgs):
+            verdict = self._policy(args.policy, doc["nonce"])
+        else:
+            verdict = CommandReceived(name=name, args=args.model_dump(), nonce=doc["nonce"])
+        # Consumed only now, after every check passed; the insert is the atomic test.
+        if not self.nonces.remember(doc["nonce"], doc["expires_at_ms"]):
+            raise _Refused("replayed_nonce")
+        return verdict
+
+    def _policy(self, document: dict[str, Any], nonce: str) -> PolicyLoaded:
+        policy = open_policy(document, self.central_key)
+        return PolicyLoaded(policy=policy, document=document, source="command", nonce=nonce)
+
+    def _purge(self, now_ms: int) -> None:
+        if now_ms - self._last_purge_ms >= PURGE_EVERY_MS:
+            self._last_purge_ms = now_ms
+            self.nonces.purge(now_ms)
+
+
+def open_policy(document: Any, central_key: wire.VerifyKey) -> Policy:
+    """Verify a signed policy and validate it; raise _Refused with the reason."""
+    try:
+        inner = wire.open_signed_policy(document, central_key)
+    except wire.WireError as exc:
+        signature = str(exc) in _SIGNATURE_ERRORS
+        raise _Refused("bad_policy_signature" if signature else "invalid_policy") from None
+    try:
+        return Policy.model_validate(inner)
+    except ValidationError:
+        raise _Refused("invalid_policy") from None
+
+
+def _safe(value: object, pattern: re.Pattern[str], default: str = "") -> str:
+    """Echo an unverified name/nonce into a signed event only if it is short and plain."""
+    return value if isinstance(value, str) and pattern.match(value) else default
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError("duplicate key")
+        out[key] = value
+    return out
+
+
+def _shallow_enough(doc: object) -> bool:
+    stack: list[tuple[object, int]] = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return False
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return True
+
+
+def _has_float(doc: object) -> bool:
+    # §4.1: integers only; a float (or NaN, Infinity) has no canonical form to sign.
+    stack: list[object] = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, float):
+            return True
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+# --- the persisted policy ----------------------------------------------------------------
+
+
+def persist_policy(state_dir: Path, document: dict[str, Any]) -> Path:
+    """Write the accepted signed policy atomically: temp file, fsync, rename, fsync dir.
+
+    After a power cut the file is either the old policy or the new one, never a mix.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_dir / POLICY_FILE
+    temp = state_dir / f".{POLICY_FILE}.{os.getpid()}.tmp"
+    data = wire.canonical(document)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, target)
+    dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)  # makes the rename itself durable
+    finally:
+        os.close(dir_fd)
+    log.info("policy.persisted", path=str(target), bytes=len(data))
+    return target
+
+
+def load_persisted_policy(
+    state_dir: Path, central_key: wire.VerifyKey
+) -> tuple[Policy, dict[str, Any]] | None:
+    """The last accepted policy, re-verified; None if there is none or it does not verify.
+
+    A file that fails verification (tampered, or signed by a previous central key) is
+    not enforced: the cabinet then has no policy and denies every badge (fail-secure).
+    """
+    for stale in state_dir.glob(f".{POLICY_FILE}.*.tmp"):
+        stale.unlink(missing_ok=True)  # a write interrupted by a power cut
+    path = state_dir / POLICY_FILE
+    try:
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.error("policy.persisted_unreadable", path=str(path), error=type(exc).__name__)
+        return None
+    try:
+        policy = open_policy(document, central_key)
+    except _Refused as refused:
+        log.error("policy.persisted_invalid", path=str(path), reason=refused.reason)
+        return None
+    return policy, document
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,133 @@
+"""The simulated cabinet: door, two readers, slot scales, VOC, leak and tamper in software.
+
+It produces exactly the inputs the real drivers produce, so the demo and `replay`
+exercise the real core, rules and outbox. Its sensors keep reporting while time passes
+(the scales read `tare + mass` of each container until a scenario line changes them),
+so silence — and `sensor_fault` — only happens when a scenario says `silence`.
+
+`SimulatedCabinet` is sans-I/O (it is driven by a clock, for replay); `SimDriver` plays
+a scenario in real time (times `speed`) on a thread, for `cabinet-agent run`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+import structlog
+
+from config.policy import Policy
+from drivers.base import Post
+from drivers.scenario import ResumeLine, Scenario, SilenceLine
+from rules import inputs as i
+from rules.effects import Instant, OutputName
+
+log = structlog.get_logger("drivers.sim")
+
+REPORT_PERIOD_MS = 1000  # how often the simulated scales and VOC sensor report
+
+
+class Clock(Protocol):
+    """The part of agent.clock's clocks the simulator needs (drivers do not import agent)."""
+
+    def now(self) -> Instant: ...
+
+    def seconds_until(self, mono_ms: int) -> float: ...
+
+
+class SimulatedCabinet:
+    def __init__(self, policy: Policy | None) -> None:
+        self.weights: dict[int, int] = {}
+        if policy is not None:
+            for box in policy.container:
+                self.weights[box.slot] = box.tare_mg + box.mass_mg
+        self.voc_ppb = 0
+        self.silenced: set[str] = set()
+        self.outputs: dict[str, bool] = {}
+        self.output_log: list[tuple[str, bool]] = []
+
+    def apply(self, output: OutputName, on: bool) -> None:
+        self.outputs[output] = on
+        self.output_log.append((output, on))
+
+    def scripted(self, item: i.AnyInput | SilenceLine | ResumeLine) -> i.AnyInput | None:
+        """Take one scenario input: update the simulated world, return what the rules see."""
+        if isinstance(item, SilenceLine):
+            self.silenced.add(item.sensor)
+            return None
+        if isinstance(item, ResumeLine):
+            self.silenced.discard(item.sensor)
+            return None
+        if isinstance(item, i.WeightReading):
+            self.weights[item.slot] = item.mg
+            if f"scale:{item.slot}" in self.silenced:
+                return None
+        if isinstance(item, i.VocReading):
+            self.voc_ppb = item.ppb
+            if "voc" in self.silenced:
+                return None
+        return item
+
+    def report(self) -> list[i.AnyInput]:
+        """What the sensors say now (called every REPORT_PERIOD_MS of simulated time)."""
+        out: list[i.AnyInput] = [
+            i.WeightReading(slot, mg)
+            for slot, mg in sorted(self.weights.items())
+            if f"scale:{slot}" not in self.silenced
+        ]
+        if "voc" not in self.silenced:
+            out.append(i.VocReading(self.voc_ppb))
+        return out
+
+
+class SimDriver:
+    """The simulated cabinet as a live driver: plays a scenario on `clock`'s time."""
+
+    name = "sim"
+
+    def __init__(self, policy: Policy | None, scenario: Scenario | None, clock: Clock) -> None:
+        self.cabinet = SimulatedCabinet(policy)
+        self.scenario = scenario
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.finished = threading.Event()
+
+    def start(self, post: Post) -> None:
+        self._thread = threading.Thread(target=self._play, args=(post,), name="sim", daemon=True)
+        self._thread.start()
+
+    def outputs(self) -> frozenset[OutputName]:
+        return frozenset({"lock", "fan", "buzzer", "led_green", "led_red"})
+
+    def apply(self, output: OutputName, on: bool) -> None:
+        self.cabinet.apply(output, on)
+        log.info("sim.output", output=output, on=on)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        for name in self.outputs():
+            self.cabinet.apply(name, False)
+
+    def _play(self, post: Post) -> None:
+        steps = list(self.scenario.steps) if self.scenario else []
+        next_report = 0
+        while not self._stop.is_set():
+            now = self.clock.now().mono_ms
+            while steps and steps[0].at_ms <= now:
+                item = self.cabinet.scripted(steps.pop(0).input)
+                if item is not None:
+                    post(item)
+            if not steps and self.scenario is not None:
+                self.finished.set()
+            if now >= next_report:
+                for reading in self.cabinet.report():
+                    post(reading)
+                next_report = now + REPORT_PERIOD_MS
+            due = min([next_report] + ([steps[0].at_ms] if steps else []))
+            self._stop.wait(min(0.5, self.clock.seconds_until(due)) or 0.005)
+
+    def describe(self) -> dict[str, Any]:
+        return {"weights": dict(self.cabinet.weights), "voc_ppb": self.cabinet.voc_ppb}

@@ -1,0 +1,285 @@
+"""Mass balance (账物相符): every gram that leaves a slot is attributed, or it is an alarm.
+
+Each slot's gross weight settles when it stays within tolerance for `settle_s`. A
+session's baseline is the settled weights when access is granted; once the door has
+closed and the weights settle, each changed slot becomes removed / restored /
+withdrawal / return, attributed to the session's two persons, and the books move.
+Outside a session, any settled change from the books is `mass_unexplained`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.policy import Policy
+from rules.alarms import AlarmBook
+from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
+
+
+@dataclass
+class Slot:
+    slot: int
+    container: str | None
+    tare: int = 0
+    book: int = 0  # content on the books, mg
+    present: bool = True  # the container is in its slot as far as the books know
+    candidate: int | None = None  # latest reading that moved beyond tolerance
+    since_mono: int = 0
+    settled: int | None = None  # gross weight that held still for settle_s
+
+    @property
+    def gross(self) -> int | None:
+        return self.settled if self.settled is not None else self.candidate
+
+
+@dataclass(frozen=True)
+class Approval:
+    container: str
+    max_mg: int
+    persons: frozenset[str]
+    until_ms: int
+    nonce: str
+
+
+@dataclass
+class SessionView:
+    id: str
+    persons: tuple[str, ...]
+    baseline: dict[int, int] = field(default_factory=dict)
+
+
+class MassLedger:
+    def __init__(self) -> None:
+        self.slots: dict[int, Slot] = {}
+        self.approvals: list[Approval] = []
+        self._policy_masses: dict[str, int] = {}
+
+    # --- policy ------------------------------------------------------------------------
+
+    def load(self, policy: Policy) -> None:
+        """Take containers from the policy. A container's book follows the policy only
+        when the centre changed its `mass_mg` (a correction of the books); otherwise the
+        locally reconciled book stands, so a routine policy update loses no withdrawal."""
+        old = {s.container: s for s in self.slots.values() if s.container}
+        slots: dict[int, Slot] = {
+            n: Slot(n, None, candidate=s.candidate, since_mono=s.since_mono, settled=s.settled)
+            for n, s in self.slots.items()
+        }
+        for box in policy.container:
+            prev = old.get(box.id)
+            corrected = self._policy_masses.get(box.id) != box.mass_mg
+            slot = slots.get(box.slot) or Slot(box.slot, None)
+            slot.container, slot.tare = box.id, box.tare_mg
+            slot.book = box.mass_mg if prev is None or corrected else prev.book
+            slot.present = True if prev is None or prev.slot != box.slot else prev.present
+            slots[box.slot] = slot
+        self.slots = slots
+        self._policy_masses = {box.id: box.mass_mg for box in policy.container}
+
+    # --- readings ----------------------------------------------------------------------
+
+    def reading(
+        self, out: list[Effect], now: Instant, policy: Policy, slot_no: int, mg: int
+    ) -> bool:
+        """Feed one reading; True when it settled at once (settle_s = 0)."""
+        slot = self.slots.setdefault(slot_no, Slot(slot_no, None, present=False))
+        if slot.candidate is not None and abs(mg - slot.candidate) <= self.tolerance(policy, slot):
+            return False
+        slot.candidate, slot.since_mono = mg, now.mono_ms
+        if policy.inventory.settle_s == 0:
+            slot.settled = mg
+            return True
+        out.append(StartTimer(f"settle:{slot_no}", now.mono_ms + policy.inventory.settle_s * 1000))
+        return False
+
+    def settle(self, now: Instant, policy: Policy, slot_no: int) -> bool:
+        """Settle timer fired: True if the slot's settled weight changed."""
+        slot = self.slots.get(slot_no)
+        if slot is None or slot.candidate is None:
+            return False
+        if now.mono_ms - slot.since_mono < policy.inventory.settle_s * 1000:
+            return False  # moved again since the timer was set; a newer timer is pending
+        changed = slot.settled != slot.candidate
+        slot.settled = slot.candidate
+        return changed
+
+    def all_settled(self, now: Instant, policy: Policy) -> bool:
+        return all(s.candidate is None or s.settled == s.candidate for s in self.slots.values())
+
+    # --- outside a session -------------------------------------------------------------
+
+    def check_unattended(
+        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, slot_no: int
+    ) -> None:
+        slot = self.slots[slot_no]
+        if slot.settled is None:
+            return
+        subject = str(slot_no)
+        if slot.container is None:
+            self._check_unknown_item(out, now, policy, alarms, slot)
+            return
+        expected = slot.tare + slot.book if slot.present else 0
+        if abs(slot.settled - expected) <= self.tolerance(policy, slot):
+            alarms.clear(out, "mass_unexplained", subject, slot=slot_no)
+        else:
+            alarms.raise_(
+                out,
+                now,
+                "mass_unexplained",
+                subject,
+                slot=slot_no,
+                container=slot.container,
+                expected_mg=expected,
+                measured_mg=slot.settled,
+            )
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def baseline(self) -> dict[int, int]:
+        return {n: g for n, s in self.slots.items() if (g := s.gross) is not None}
+
+    def reconcile(
+        self,
+        out: list[Effect],
+        now: Instant,
+        policy: Policy,
+        alarms: AlarmBook,
+        session: SessionView,
+    ) -> None:
+        for slot_no in sorted(self.slots):
+            slot = self.slots[slot_no]
+            gross = slot.gross
+            if gross is None:
+                continue
+            if slot.container is None:
+                self._check_unknown_item(out, now, policy, alarms, slot)
+                continue
+            self._reconcile_slot(out, now, policy, alarms, session, slot, gross)
+            alarms.clear(out, "mass_unexplained", str(slot_no), slot=slot_no, reason="reconciled")
+
+    def _reconcile_slot(
+        self,
+        out: list[Effect],
+        now: Instant,
+        policy: Policy,
+        alarms: AlarmBook,
+        session: SessionView,
+        slot: Slot,
+        gross: int,
+    ) -> None:
+        box = policy.container_by_id(slot.container or "")
+        cas = box.cas if box else ""
+        common = {
+            "session": session.id,
+            "persons": list(session.persons),
+            "slot": slot.slot,
+            "container": slot.container,
+        }
+        empty = self._is_empty(policy, slot, gross)
+        if slot.present and empty:
+            slot.present = False
+            out.append(Emit("inventory.removed", "info", dict(common)))
+            out.append(
+                StartTimer(
+                    f"overdue:{slot.container}",
+                    now.mono_ms + policy.inventory.return_within_s * 1000,
+                )
+            )
+            return
+        if not slot.present and empty:
+            return
+        if not slot.present:
+            slot.present = True
+            out.append(Emit("inventory.restored", "info", dict(common)))
+            out.append(CancelTimer(f"overdue:{slot.container}"))
+            alarms.clear(out, "overdue_return", slot.container or "", container=slot.container)
+            taken = slot.book - (gross - slot.tare)
+        else:
+            before = session.baseline.get(slot.slot, slot.tare + slot.book)
+            taken = before - gross
+        if abs(taken) <= self.tolerance(policy, slot):
+            return
+        slot.book = max(slot.book - taken, 0)
+        data: dict[str, Any] = {**common, "cas": cas, "amount_mg": abs(taken), "book_mg": slot.book}
+        if taken < 0:
+            out.append(Emit("inventory.return", "info", data))
+            return
+        approval = self._take_approval(now, slot.container or "", session.persons)
+        data["approval"] = (
+            None if approval is None else {"nonce": approval.nonce, "max_mg": approval.max_mg}
+        )
+        out.append(Emit("inventory.withdrawal", "info", data))
+        if approval is not None and taken > approval.max_mg + self.tolerance(policy, slot):
+            alarms.raise_(
+                out,
+                now,
+                "mass_mismatch",
+                f"{session.id}:{slot.container}",
+                container=slot.container,
+                session=session.id,
+                amount_mg=taken,
+                approved_mg=approval.max_mg,
+            )
+
+    def overdue(self, out: list[Effect], now: Instant, alarms: AlarmBook, container: str) -> None:
+        slot = next((s for s in self.slots.values() if s.container == container), None)
+        if slot is not None and not slot.present:
+            alarms.raise_(
+                out, now, "overdue_return", container, container=container, slot=slot.slot
+            )
+
+    def approve(self, approval: Approval) -> None:
+        self.approvals.append(approval)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        rows = []
+        for n in sorted(self.slots):
+            s = self.slots[n]
+            gross = s.gross
+            content = None if gross is None else max(gross - s.tare, 0) if s.container else gross
+            rows.append(
+                {
+                    "slot": n,
+                    "container": s.container,
+                    "mass_mg": content,
+                    "book_mg": s.book,
+                    "gross_mg": gross,
+                    "present": s.present,
+                }
+            )
+        return rows
+
+    # --- helpers -----------------------------------------------------------------------
+
+    @staticmethod
+    def tolerance(policy: Policy, slot: Slot) -> int:
+        inv = policy.inventory
+        return max(inv.tolerance_mg, slot.book * inv.tolerance_pct // 100)
+
+    @staticmethod
+    def _is_empty(policy: Policy, slot: Slot, gross: int) -> bool:
+        # The bottle alone weighs `tare`; below half of it (or the absolute tolerance
+        # for very light bottles) the container is not on the scale.
+        return gross <= max(policy.inventory.tolerance_mg, slot.tare // 2)
+
+    def _check_unknown_item(
+        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, slot: Slot
+    ) -> None:
+        gross = slot.gross or 0
+        if gross > policy.inventory.tolerance_mg:
+            alarms.raise_(
+                out, now, "unknown_item", str(slot.slot), slot=slot.slot, measured_mg=gross
+            )
+        else:
+            alarms.clear(out, "unknown_item", str(slot.slot), slot=slot.slot)
+
+    def _take_approval(
+        self, now: Instant, container: str, persons: tuple[str, ...]
+    ) -> Approval | None:
+        self.approvals = [a for a in self.approvals if a.until_ms >= now.wall_ms]
+        for approval in self.approvals:
+            if approval.container == container and approval.persons <= set(persons):
+                self.approvals.remove(approval)
+                return approval
+        return None
