@@ -29,7 +29,7 @@ def replay(
     policy: Policy,
     key: SigningKey,
     device: str,
-    emit: Callable[[Envelope], None],
+    emit: Callable[[Envelope], object],
     state_dir: Path | None = None,
 ) -> SimulatedCabinet:
     """Run the scenario; call `emit` with each committed envelope in seq order."""
@@ -47,15 +47,17 @@ def _run(
     policy: Policy,
     outbox: Outbox,
     device: str,
-    emit: Callable[[Envelope], None],
+    emit: Callable[[Envelope], object],
 ) -> SimulatedCabinet:
     clock = VirtualClock(scenario.start_wall_ms)
     cabinet = SimulatedCabinet(policy)
     rules = CabinetRules(device, __version__)
-    hooks = CoreHooks(
-        apply_output=cabinet.apply, committed=lambda envs: [emit(e) for e in envs] and None
-    )
-    core = Core(rules, outbox, clock, hooks)
+
+    def committed(envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            emit(envelope)
+
+    core = Core(rules, outbox, clock, CoreHooks(apply_output=cabinet.apply, committed=committed))
     core.process([Started(__version__, outbox.boot), PolicyLoaded(policy, None, "file")])
     steps = list(scenario.steps)
     next_report = 0

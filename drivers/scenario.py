@@ -166,6 +166,7 @@ def to_input(line: Any, number: int) -> i.AnyInput | SilenceLine | ResumeLine:
             return i.ReaderRecovered(line.reader)
         case TickLine():
             return i.Tick()
+    assert isinstance(line, SilenceLine | ResumeLine)
     return line  # silence/resume: for the simulated cabinet, not the rules
 
 

@@ -1,0 +1,157 @@
+"""Property: whatever people and sensors do, the two-person rule and the alarm book hold.
+
+A hypothesis state machine drives the real rules, core and outbox with random badges,
+door moves, weights, VOC, leaks, remote approvals, acks and time jumps, and checks after
+every step:
+- `lock.unlocked` only follows an `access.granted` of two different persons, both
+  authorised at that moment, satisfying the pair rule, the second within the window;
+- the relay is energised only inside a granted session's unlock window;
+- every `alarm.cleared` names an alarm raised earlier and still open;
+- seq grows by exactly 1 and the hash chain verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from agent.wire import verify_chain
+from rules import inputs as i
+from rules.access import pair_allowed
+from tests.rules.harness import (
+    EXPIRED, KEEPER, KEEPER2, SUSPENDED, USER, USER_SECOND_CARD, Cabinet, example_policy,
+)
+
+CARDS = [KEEPER, KEEPER2, USER, USER_SECOND_CARD, SUSPENDED, EXPIRED, "04000000BAD1"]
+TMP_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else None  # cheap fsyncs for 2,000 runs
+EXAMPLES = int(os.environ.get("CABINET_STATEFUL_EXAMPLES", "2000"))
+
+
+class CabinetMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="cab-prop-", dir=TMP_ROOT))
+        self.t = 0.0
+        self.checked = 0
+        self.open_alarms: set[str] = set()
+        self.relay_session: str | None = None
+
+    @initialize(
+        pair=st.sampled_from(["keeper+any", "two-keepers", "any-two"]),
+        distinct=st.booleans(),
+        remote=st.booleans(),
+        lockout_after=st.integers(2, 6),
+    )
+    def setup(self, pair: str, distinct: bool, remote: bool, lockout_after: int) -> None:
+        self.policy = example_policy(
+            access={"pair": pair, "distinct_readers": distinct, "remote_second": remote,
+                    "lockout_after": lockout_after, "pair_window_s": 30, "unlock_s": 10},
+            environment={"voc_hold_s": 5},
+            inventory={"settle_s": 2},
+        )
+        self.cab = Cabinet(self.tmp, self.policy)
+
+    def teardown(self) -> None:
+        if hasattr(self, "cab"):
+            report = verify_chain(self.cab.events(), self.cab.outbox._key.public)
+            self.cab.outbox.close()
+            assert report.ok, report.failures
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- what happens at the cabinet ----------------------------------------------------
+    @rule(reader=st.sampled_from(["A", "B"]), card=st.sampled_from(CARDS))
+    def badge(self, reader: str, card: str) -> None:
+        self.cab.badge(reader, card)
+
+    @rule(open_=st.booleans())
+    def door(self, open_: bool) -> None:
+        self.cab.door("open" if open_ else "closed")
+
+    @rule(slot=st.sampled_from([3, 4, 9]), mg=st.integers(0, 900_000))
+    def weight(self, slot: int, mg: int) -> None:
+        self.cab.weight(slot, mg)
+
+    @rule(ppb=st.integers(0, 20_000))
+    def voc(self, ppb: int) -> None:
+        self.cab.feed(i.VocReading(ppb))
+
+    @rule(wet=st.booleans())
+    def leak(self, wet: bool) -> None:
+        self.cab.feed(i.LeakChanged(wet))
+
+    @rule(person=st.sampled_from(["p-1001", "p-1002", "p-1003", "p-1004"]))
+    def remote_approval(self, person: str) -> None:
+        self.cab.command("approve", person=person)
+
+    @precondition(lambda self: bool(self.open_alarms))
+    @rule(data=st.data())
+    def ack(self, data: st.DataObject) -> None:
+        self.cab.command("ack", alarm=data.draw(st.sampled_from(sorted(self.open_alarms))))
+
+    @rule(seconds=st.sampled_from([0.5, 1, 3, 5, 9, 11, 29, 31, 125, 400]))
+    def time_passes(self, seconds: float) -> None:
+        self.t += seconds
+        self.cab.at(self.t)
+
+    # --- what must always hold -------------------------------------------------------------
+    @invariant()
+    def the_record_keeps_the_rules(self) -> None:
+        if not hasattr(self, "cab"):
+            return
+        events = self.cab.events()
+        for index in range(self.checked, len(events)):
+            event = events[index]
+            assert event["seq"] == index + 1, "seq must grow by exactly one"
+            kind, data = event["type"], event["data"]
+            if kind == "lock.unlocked":
+                self._check_grant_before(events, index, data["session"])
+            elif kind == "alarm.raised":
+                self.open_alarms.add(data["alarm"])
+            elif kind == "alarm.cleared":
+                assert data["alarm"] in self.open_alarms, "cleared an alarm never raised"
+                self.open_alarms.remove(data["alarm"])
+        self.checked = len(events)
+
+    @invariant()
+    def the_relay_is_never_on_without_a_session(self) -> None:
+        if not hasattr(self, "cab"):
+            return
+        rules = self.cab.rules
+        if rules.outputs["lock"]:
+            assert rules.session is not None and rules.session.phase == "unlocked"
+            assert rules.door_open is not True or rules.session.phase == "unlocked"
+
+    def _check_grant_before(self, events: list[dict], index: int, session: str) -> None:
+        granted = events[index - 1]
+        assert granted["type"] == "access.granted" and granted["data"]["session"] == session
+        persons = granted["data"]["persons"]
+        assert len(persons) == 2 and persons[0] != persons[1]
+        first = self.policy.person_by_id(persons[0])
+        assert first is not None and first.valid_at(granted["ts"])
+        pending = [e for e in events[:index] if e["type"] == "access.pending"
+                   and e["data"]["person"] == persons[0]]
+        assert pending and granted["ts"] <= pending[-1]["data"]["expires_at_ms"]
+        if granted["data"]["mode"] == "remote":
+            assert self.policy.access.remote_second
+            return
+        second = self.policy.person_by_id(persons[1])
+        assert second is not None and second.valid_at(granted["ts"])
+        assert pair_allowed(self.policy.access.pair, first, second)
+        if self.policy.access.distinct_readers:
+            assert granted["data"]["readers"][0] != granted["data"]["readers"][1]
+
+
+CabinetMachine.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_two_person_rule_and_alarm_book_hold_under_random_use = CabinetMachine.TestCase
