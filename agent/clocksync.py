@@ -147,7 +147,8 @@ def _load_adjtimex() -> Callable[[Any], int] | None:
         if func is not None:
             func.argtypes = (ctypes.POINTER(_Timex),)
             func.restype = ctypes.c_int
-            return func
+            call: Callable[[Any], int] = func
+            return call
     return None
 
 

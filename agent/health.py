@@ -110,23 +110,22 @@ class SdNotifier:
             if "=" not in line or "\n" in line:
                 raise ValueError(f"not a single KEY=VALUE line: {line!r}")
         payload = "\n".join(assignments).encode("utf-8")
-        try:
-            with self._lock:
+        with self._lock:
+            try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                     self._sock.settimeout(SEND_TIMEOUT_S)
-                sock = self._sock
-            sock.sendto(payload, self.address)
-        except OSError as exc:
-            self.failures += 1
-            if not self._failing:  # once per streak: the watchdog retries every few s
-                self._failing = True
-                log.warning("health.notify_failed", error=str(exc), failures=self.failures)
-            return False
-        if self._failing:
-            self._failing = False
-            log.info("health.notify_recovered", failures=self.failures)
-        return True
+                self._sock.sendto(payload, self.address)
+            except OSError as exc:
+                self.failures += 1
+                if not self._failing:  # once per streak: the watchdog retries every few s
+                    self._failing = True
+                    log.warning("health.notify_failed", error=str(exc), failures=self.failures)
+                return False
+            if self._failing:
+                self._failing = False
+                log.info("health.notify_recovered", failures=self.failures)
+            return True
 
     def close(self) -> None:
         with self._lock:
@@ -215,6 +214,7 @@ class Health:
         if self.interval_s <= 0:
             raise ValueError("watchdog interval must be positive")
         self.pets = 0  # WATCHDOG=1 sent, for tests and the heartbeat
+        self.check_failures = 0
         self._stalled: dict[str, float] = {}
         self._stopping = False
         self._lock = threading.Lock()
@@ -297,10 +297,9 @@ class Health:
             )
         for name in before.keys() - stalled.keys():
             log.warning("health.loop_recovered", loop=name)
-        if stalled.keys() != before.keys():
-            if stalled:
-                self.set_status("stalled: " + ", ".join(sorted(stalled)))
-            # A recovery leaves the stall text until the daemon's next status update.
+        # A recovery leaves the stall text up until the daemon's next status update.
+        if stalled and stalled.keys() != before.keys():
+            self.set_status("stalled: " + ", ".join(sorted(stalled)))
 
     def _run(self) -> None:
         while True:
@@ -309,7 +308,8 @@ class Health:
             except Exception:
                 # Not expected; keep watching. A check that keeps failing never pets,
                 # so systemd still restarts a broken agent.
-                log.exception("health.check_failed")
+                self.check_failures += 1
+                log.exception("health.check_failed", failures=self.check_failures)
             if self._stop.wait(self.interval_s):
                 return
 

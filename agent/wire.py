@@ -356,6 +356,8 @@ def verify_chain(
         # A capture may start after seq 1 (retention, a live window): its first
         # envelope has nothing to link to. From seq 1 on, the genesis hash applies.
         prev_seq, prev_hash = (0, GENESIS_PREV) if seqs[0] == 1 else (None, "")
+        if seqs[0] > 1 and all(any(lo <= s <= hi for lo, hi in dropped) for s in range(1, seqs[0])):
+            shed += seqs[0] - 1  # the record's head was shed telemetry, and says so
         for seq in seqs:
             env = by_seq[seq]
             if prev_seq is not None and seq != prev_seq + 1:

@@ -1,0 +1,128 @@
+"""agent.toml mistakes are named (file, line, key, problem) with exit 78; keys are 0600."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config.agent import load_agent_config
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = 'device = "cab-1"\nsite = "lab"\n[broker]\nurl = "mqtt://127.0.0.1:1883"\n'
+
+
+def agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("text, named, problem", [
+    ('site = "lab"\n', "device", "required key is missing"),
+    ('device = "cab-1"\nsite = "lab"\n[broker]\nkeepalive_s = "thirty"\n', "broker.keepalive_s",
+     "valid integer"),
+    (GOOD + "colour = 'red'\n", "broker.colour", "unknown key"),
+    ('device = "cab-1"\nsite = "lab"\n[outbox]\nmax_byte = 1\n', "outbox.max_byte", "unknown key"),
+    ('device = "cab 1"\nsite = "lab"\n', "device", "pattern"),
+    ('device = "cab-1"\nsite = "lab\n', "", "not valid TOML"),
+])
+def test_a_bad_config_names_the_key_and_the_problem_and_exits_78(tmp_path, text, named, problem):
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    proc = agent("check-config", str(path))
+    assert proc.returncode == 78
+    assert str(path) in proc.stderr and named in proc.stderr and problem in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_line_of_the_bad_key_is_given(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(GOOD + "[health]\nheartbeat_s = -1\n")
+    assert f"{path}:6: health.heartbeat_s" in agent("check-config", str(path)).stderr
+
+
+def test_a_missing_config_file_is_named_and_exits_78(tmp_path):
+    proc = agent("check-config", str(tmp_path / "nope.toml"))
+    assert proc.returncode == 78 and "nope.toml: file not found" in proc.stderr
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "config" / "examples").glob("*.toml")))
+def test_the_example_configs_are_valid(example):
+    proc = agent("check-config", str(example))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_environment_overrides_broker_and_state_dir(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(GOOD)
+    config = load_agent_config(path, {"CABINET_BROKER_URL": "mqtts://b.example:8884",
+                                      "CABINET_STATE_DIR": str(tmp_path / "state")})
+    assert (config.broker.host, config.broker.port, config.broker.tls) == ("b.example", 8884, True)
+    assert config.state_dir == tmp_path / "state"
+
+
+def test_a_bad_broker_url_from_the_environment_is_a_config_error(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(GOOD)
+    proc = agent("check-config", str(path), env={"CABINET_BROKER_URL": "tcp://x"})
+    assert proc.returncode == 78 and "broker.url" in proc.stderr
+
+
+def test_keygen_writes_a_private_key_only_its_owner_can_read_and_prints_the_public_key(tmp_path):
+    out = tmp_path / "device.key"
+    proc = agent("keygen", "--out", str(out))
+    assert proc.returncode == 0
+    line = proc.stdout.strip()
+    assert line.startswith("pubkey ") and len(line.split()[1]) == 43
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    from agent.keys import read_key
+
+    assert read_key(out).public.to_text() == line.split()[1]
+
+
+def test_keygen_refuses_to_overwrite_an_existing_key(tmp_path):
+    out = tmp_path / "device.key"
+    agent("keygen", "--out", str(out))
+    before = out.read_bytes()
+    proc = agent("keygen", "--out", str(out))
+    assert proc.returncode == 1 and "refusing to overwrite" in proc.stderr
+    assert out.read_bytes() == before
+
+
+def test_a_key_readable_by_others_is_refused(tmp_path):
+    out = tmp_path / "device.key"
+    agent("keygen", "--out", str(out))
+    out.chmod(0o644)
+    from agent.keys import KeyFileError, read_key
+
+    with pytest.raises(KeyFileError, match="readable by others"):
+        read_key(out)
+
+
+def test_replay_names_the_line_of_a_malformed_scenario_and_exits_2(tmp_path):
+    scenario = tmp_path / "s.jsonl"
+    scenario.write_text('{"t": 0, "input": "tick"}\n{"t": 1, "input": "badge", "reader": "C", "uid": "04AA"}\n')
+    proc = agent("replay", str(scenario), "--policy", str(ROOT / "examples" / "policy.toml"))
+    assert proc.returncode == 2
+    assert "line 2" in proc.stderr and "reader" in proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("line, why", [
+    ("not json", "not JSON"),
+    ('{"t": 5, "input": "tick"}\n{"t": 1, "input": "tick"}', "back in time"),
+    ('{"t": 0, "input": "dance"}', "input"),
+    ('{"t": 0, "input": "door", "state": "ajar"}', "state"),
+    ('{"t": 0, "input": "weight", "slot": 3, "mg": 1.5}', "mg"),
+    ('{"t": -1, "input": "tick"}', "t"),
+    ('{"t": 0, "input": "tick", "extra": 1}', "extra"),
+])
+def test_every_kind_of_malformed_scenario_line_is_refused_with_its_line(tmp_path, line, why):
+    scenario = tmp_path / "s.jsonl"
+    scenario.write_text(line + "\n")
+    proc = agent("replay", str(scenario), "--policy", str(ROOT / "examples" / "policy.toml"))
+    assert proc.returncode == 2 and "line " in proc.stderr and why in proc.stderr, proc.stderr
