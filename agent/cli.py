@@ -125,5 +125,96 @@ def replay(
     out.flush()
 
 
+@main.command()
+@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    help="signed policy JSON (or plain TOML with the simulated cabinet)",
+)
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(path_type=Path),
+    help="scenario for the simulated cabinet (DESIGN.md §4.6)",
+)
+@click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True)
+@click.option(
+    "--exit-after-scenario",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="stop this many (scaled) seconds after the scenario's last line",
+)
+def run(
+    config_file: Path,
+    policy_file: Path | None,
+    scenario_file: Path | None,
+    speed: float,
+    exit_after_scenario: float | None,
+) -> None:
+    """Run the agent: drivers, rules, outbox, uplink, health."""
+    from agent.daemon import Daemon, RunOptions, StartupError
+    from agent.keys import KeyFileError
+    from agent.outbox import OutboxError
+    from agent.policy_source import PolicyError
+    from config.agent import load_agent_config
+    from drivers.scenario import ScenarioError, parse_scenario
+
+    try:
+        config = load_agent_config(config_file)
+    except ConfigError as exc:
+        fail(f"configuration error\n{exc}", EX_CONFIG)
+        return
+    configure(config.log_format)
+    scenario = None
+    if scenario_file is not None:
+        if not config.hardware.simulated:
+            fail("--scenario needs the simulated cabinet ([hardware.sim] in the config)", EX_USAGE)
+        try:
+            scenario = parse_scenario(scenario_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"{scenario_file}: cannot read scenario: {exc}", EX_USAGE)
+        except ScenarioError as exc:
+            fail(f"{scenario_file}: {exc}", EX_USAGE)
+    options = RunOptions(
+        config_file,
+        policy_file,
+        scenario,
+        speed,
+        exit_after_scenario / speed if exit_after_scenario is not None else None,
+    )
+    try:
+        daemon = Daemon(config, options)
+        daemon.install_signals()
+        code = daemon.run()
+    except (StartupError, KeyFileError, OutboxError, PolicyError) as exc:
+        fail(str(exc), EX_CONFIG)
+        return
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--config", "config_file", required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print the raw status object")
+def status(config_file: Path, as_json: bool) -> None:
+    """Show the cabinet's live state: door, lock, session, pending badge, alarms, backlog."""
+    import json
+
+    from agent.status import read_status, render
+    from config.agent import load_agent_config
+
+    try:
+        config = load_agent_config(config_file)
+    except ConfigError as exc:
+        fail(f"configuration error\n{exc}", EX_CONFIG)
+        return
+    current = read_status(config.state_dir)
+    if current is None:
+        fail(f"no status in {config.state_dir}: is cabinet-agent running?", 1)
+        return
+    click.echo(json.dumps(current, indent=2, sort_keys=True) if as_json else render(current))
+
+
 if __name__ == "__main__":
     main()

@@ -45,6 +45,10 @@ class SimulatedCabinet:
         self.silenced: set[str] = set()
         self.outputs: dict[str, bool] = {}
         self.output_log: list[tuple[str, bool]] = []
+        self._levels_reported = False
+        self.door_open = False
+        self.leak_wet = False
+        self.tamper_open = False
 
     def apply(self, output: OutputName, on: bool) -> None:
         self.outputs[output] = on
@@ -58,6 +62,12 @@ class SimulatedCabinet:
         if isinstance(item, ResumeLine):
             self.silenced.discard(item.sensor)
             return None
+        if isinstance(item, i.DoorChanged):
+            self.door_open = item.open
+        elif isinstance(item, i.LeakChanged):
+            self.leak_wet = item.wet
+        elif isinstance(item, i.TamperChanged):
+            self.tamper_open = item.open
         if isinstance(item, i.WeightReading):
             self.weights[item.slot] = item.mg
             if f"scale:{item.slot}" in self.silenced:
@@ -70,7 +80,16 @@ class SimulatedCabinet:
 
     def report(self) -> list[i.AnyInput]:
         """What the sensors say now (called every REPORT_PERIOD_MS of simulated time)."""
-        out: list[i.AnyInput] = [
+        out: list[i.AnyInput] = []
+        if not self._levels_reported:
+            # Like the GPIO driver, report the switches' levels once at start.
+            self._levels_reported = True
+            out += [
+                i.DoorChanged(self.door_open),
+                i.LeakChanged(self.leak_wet),
+                i.TamperChanged(self.tamper_open),
+            ]
+        out += [
             i.WeightReading(slot, mg)
             for slot, mg in sorted(self.weights.items())
             if f"scale:{slot}" not in self.silenced

@@ -32,6 +32,7 @@ from rules.inputs import (
     LeakChanged,
     LockFeedback,
     PolicyLoaded,
+    Reloaded,
     ReaderFault,
     ReaderRecovered,
     SensorFault,
@@ -109,6 +110,11 @@ class CabinetRules:
             Started: self._started,
             Heartbeat: self._heartbeat,
             ClockStatus: self._clock,
+            Reloaded: lambda out, now, r: out.append(
+                Emit("system.reloaded", "info", {"detail": r.detail})
+                if r.applied
+                else Emit("system.reload_refused", "warning", {"detail": r.detail})
+            ),
             Stopping: self._stopping,
         }
 
@@ -173,7 +179,10 @@ class CabinetRules:
     def _door(self, out: list[Effect], now: Instant, door: DoorChanged) -> None:
         if door.open == self.door_open:
             return  # a repeated level from a driver is not a new event
+        first_reading = self.door_open is None
         self.door_open = door.open
+        if first_reading and not door.open:
+            return  # the door was shut when we started: nothing happened
         session = self.session
         held_s = self.policy.access.door_held_s if self.policy else 120
         if door.open:

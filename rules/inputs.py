@@ -145,6 +145,14 @@ class ClockStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Reloaded:
+    """SIGHUP handled: what was reloaded, or why a change was refused (needs a restart)."""
+
+    applied: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stopping:
     reason: str = "signal"
 
@@ -169,6 +177,7 @@ Input = (
     | Started
     | Heartbeat
     | ClockStatus
+    | Reloaded
     | Stopping
 )
 

@@ -1,0 +1,344 @@
+"""`cabinet-agent run`: drivers, core, outbox, uplink and health wired into one service.
+
+Start order is fail-secure: the outbox (and so seq, boot and the chain) first, the
+core with all outputs forced off and `system.started` committed, then drivers, the
+uplink and health; READY=1 once they run (not once the broker answers: the cabinet
+must work offline). Stop order: SIGTERM -> `system.stopping` committed with the relay
+off -> uplink drains what it can and publishes a clean `offline` -> drivers close.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.clock import Clock, ScaledClock, SystemClock
+from agent.clocksync import clock_synchronized
+from agent.commands import CommandVerifier, load_persisted_policy, persist_policy
+from agent.core import Core, CoreHooks
+from agent.health import Health, LoopMonitor, status_line
+from agent.keys import read_key, write_new_key
+from agent.nonces import NonceStore
+from agent.outbox import Outbox
+from agent.policy_source import PolicyError, read_policy_file
+from agent.status import rules_view, write_status
+from agent.uplink import Uplink
+from agent.wire import VerifyKey, WireError
+from config.agent import AgentConfig
+from drivers.base import Driver
+from drivers.scenario import Scenario
+from drivers.sim import SimDriver
+from rules import inputs as i
+from rules.cabinet import CabinetRules
+from rules.effects import OutputName
+
+log = structlog.get_logger("daemon")
+
+STOP_BUDGET_S = 4.5  # SIGTERM -> exit 0 within 5 s (DESIGN: systemd's TimeoutStopSec)
+CLOCK_CHECK_S = 60
+
+
+class StartupError(Exception):
+    """Something the installer must fix before the cabinet can run (exit 78)."""
+
+
+@dataclass
+class RunOptions:
+    config_file: Path
+    policy_file: Path | None = None
+    scenario: Scenario | None = None
+    speed: float = 1.0
+    exit_after_scenario_s: float | None = None  # demo/tests: stop this long after the end
+
+
+class Daemon:
+    def __init__(self, config: AgentConfig, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+        self.stop_requested = threading.Event()
+        self.reload_requested = threading.Event()
+        self.monitor = LoopMonitor()
+        self.health = Health(self.monitor, stall_s=config.health.watchdog_stall_s)
+        self.drivers: list[Driver] = []
+        self._outputs: dict[OutputName, list[Driver]] = {}
+        self._clock_ok = False
+        self._view: dict[str, Any] = {}
+        state = config.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        self.key = self._device_key()
+        self.central_key = self._central_key()
+        self.outbox = Outbox(
+            state / "outbox.db", config.device, self.key, max_bytes=config.outbox.max_bytes
+        )
+        self.clock: Clock = SystemClock()
+        if options.scenario is not None:
+            self.clock = ScaledClock(int(time.time() * 1000), options.speed)
+        self.rules = CabinetRules(config.device, __version__)
+        hooks = CoreHooks(
+            apply_output=self._apply_output,
+            committed=self._committed,
+            republish=lambda lo, hi: self.uplink.republish(lo, hi),
+            persist_policy=self._persist_policy,
+            beat=self.monitor.beat,
+            clock_ok=lambda: self._clock_ok,
+        )
+        self.core = Core(self.rules, self.outbox, self.clock, hooks)
+        verifier = CommandVerifier(
+            config.device, self.central_key or _NO_KEY, NonceStore(state / "nonces.db")
+        )
+        self.uplink = Uplink(
+            config,
+            self.outbox,
+            pubkey=self.key.public.to_text(),
+            version=__version__,
+            boot=self.outbox.boot,
+            post=self.core.post,
+            verifier=verifier,
+        )
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def _device_key(self) -> Any:
+        path = self.config.state_path(self.config.keys.device_key)
+        if not path.exists() and self.config.hardware.simulated:
+            # A simulated cabinet may mint its own key; a real one must be provisioned
+            # (its public key registered at the centre), so it never invents one.
+            key = write_new_key(path)
+            log.warning("device_key.created", path=str(path), pubkey=key.public.to_text())
+            return key
+        if not path.exists():
+            raise StartupError(
+                f"{path}: no device key; run `cabinet-agent keygen --out {path}` "
+                "and register the printed public key at the centre"
+            )
+        return read_key(path)
+
+    def _central_key(self) -> VerifyKey | None:
+        text = self.config.keys.central_pubkey
+        if text is None:
+            log.warning("central_key.missing", effect="every command and signed policy is refused")
+            return None
+        try:
+            return VerifyKey.from_text(text)
+        except WireError as exc:
+            raise StartupError(f"keys.central_pubkey: {exc}") from None
+
+    def _initial_policies(self) -> list[i.AnyInput]:
+        state = self.config.state_dir
+        loaded: list[i.AnyInput] = []
+        if self.central_key is not None:
+            persisted = load_persisted_policy(state, self.central_key)
+            if persisted is not None:
+                loaded.append(i.PolicyLoaded(persisted[0], persisted[1], "startup"))
+        if self.options.policy_file is not None:
+            loaded.append(self._read_policy_file())
+        return loaded
+
+    def _read_policy_file(self) -> i.PolicyLoaded:
+        assert self.options.policy_file is not None
+        policy, document = read_policy_file(
+            self.options.policy_file, self.central_key, allow_plain=self.config.hardware.simulated
+        )
+        return i.PolicyLoaded(policy, document, "file")
+
+    def run(self) -> int:
+        for loop in ("core", "outbox", "uplink"):
+            self.monitor.register(loop)
+        self._clock_ok = bool(clock_synchronized())
+        self.core.process(
+            [
+                i.Started(__version__, self.outbox.boot),
+                i.ClockStatus(self._clock_ok),
+                *self._initial_policies(),
+            ]
+        )
+        self._start_drivers()
+        self.uplink.start()
+        self.health.start()
+        self.health.ready(status_line("connecting", self.outbox.stats().unsent))
+        side = threading.Thread(target=self._side_loop, name="heartbeat", daemon=True)
+        side.start()
+        log.info(
+            "daemon.ready",
+            device=self.config.device,
+            boot=self.outbox.boot,
+            last_seq=self.outbox.last_seq,
+        )
+        core = threading.Thread(target=self._core_loop, name="core", daemon=True)
+        core.start()
+        while core.is_alive():
+            core.join(0.2)
+            if self.stop_requested.is_set() and not self.rules.stopped:
+                self.health.stopping()
+                self.core.post(i.Stopping("signal"))
+                deadline = time.monotonic() + 2.0
+                while core.is_alive() and time.monotonic() < deadline:
+                    core.join(0.05)
+                break
+        self._shutdown()
+        return 0
+
+    def _core_loop(self) -> None:
+        stop = threading.Event()
+        self.core.run(stop)
+
+    def _start_drivers(self) -> None:
+        from drivers.registry import build_drivers
+
+        hardware = self.config.hardware
+        drivers: list[Driver] = list(build_drivers(hardware))
+        if hardware.simulated:
+            policy = self.rules.policy
+            self.sim = SimDriver(policy, self.options.scenario, self.clock)
+            drivers.append(self.sim)
+        for driver in drivers:
+            for output in driver.outputs():
+                self._outputs.setdefault(output, []).append(driver)
+            driver.start(self.core.post)
+            self.drivers.append(driver)
+        if "lock" not in self._outputs:
+            log.warning("outputs.no_lock_relay", effect="nothing can release the lock")
+
+    # --- effects -------------------------------------------------------------------------
+
+    def _apply_output(self, output: OutputName, on: bool) -> None:
+        for driver in self._outputs.get(output, []):
+            driver.apply(output, on)
+
+    def _persist_policy(self, document: dict[str, Any], version: int) -> None:
+        persist_policy(self.config.state_dir, document)
+
+    def _committed(self, envelopes: list[Any]) -> None:
+        self.uplink.notify(envelopes)
+
+    # --- heartbeat, status file, clock watch, SIGHUP, scenario end ----------------------
+
+    def _side_loop(self) -> None:
+        next_beat = time.monotonic() + self.config.health.heartbeat_s
+        next_clock = time.monotonic() + CLOCK_CHECK_S
+        started = time.monotonic()
+        finished_at: float | None = None
+        while not self.stop_requested.is_set() and not self.rules.stopped:
+            now = time.monotonic()
+            stats = self.outbox.stats()
+            age = (
+                None
+                if stats.oldest_unsent_ts is None
+                else max(0, (self.clock.now().wall_ms - stats.oldest_unsent_ts) // 1000)
+            )
+            self.health.set_status(status_line(self.uplink.state, stats.unsent, age))
+            self._write_status(stats.unsent, age)
+            if now >= next_beat:
+                next_beat = now + self.config.health.heartbeat_s
+                self.core.post(
+                    i.Heartbeat(
+                        {
+                            "uptime_s": int(now - started),
+                            "outbox_unsent": stats.unsent,
+                            "oldest_unsent_age_s": age,
+                            "uplink": self.uplink.state,
+                            "outbox_over_cap": stats.over_cap,
+                        }
+                    )
+                )
+            if now >= next_clock:
+                next_clock = now + CLOCK_CHECK_S
+                synced = bool(clock_synchronized())
+                if synced != self._clock_ok:
+                    self._clock_ok = synced
+                    self.core.post(i.ClockStatus(synced))
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            sim = getattr(self, "sim", None)
+            if (
+                sim is not None
+                and sim.finished.is_set()
+                and self.options.exit_after_scenario_s is not None
+            ):
+                finished_at = finished_at or now
+                if now - finished_at >= self.options.exit_after_scenario_s:
+                    self.stop_requested.set()
+            self.stop_requested.wait(1.0)
+
+    def _write_status(self, unsent: int, age: int | None) -> None:
+        try:
+            status = {
+                **rules_view(self.rules, self.clock.now()),
+                "device": self.config.device,
+                "site": self.config.site,
+                "boot": self.outbox.boot,
+                "uplink": self.uplink.state,
+                "backlog": unsent,
+                "oldest_unsent_age_s": age,
+                "updated_ms": int(time.time() * 1000),
+                "version": __version__,
+            }
+            write_status(self.config.state_dir, status)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: dict changed while read
+            log.warning("status.write_failed", error=str(exc))
+
+    def _reload(self) -> None:
+        from config.agent import load_agent_config
+        from config.loading import ConfigError
+
+        try:
+            fresh = load_agent_config(self.options.config_file)
+        except ConfigError as exc:
+            self.core.post(i.Reloaded(False, f"config invalid, kept the running one: {exc}"))
+            return
+        if fresh != self.config:
+            self.core.post(i.Reloaded(False, "config changed: a restart is needed to apply it"))
+        if self.options.policy_file is None:
+            self.core.post(i.Reloaded(True, "config unchanged; no policy file to reload"))
+            return
+        try:
+            self.core.post(self._read_policy_file())
+            self.core.post(i.Reloaded(True, f"policy file {self.options.policy_file} re-read"))
+        except PolicyError as exc:
+            self.core.post(i.Reloaded(False, f"policy file refused: {exc}"))
+
+    # --- stop ----------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        self.uplink.stop(timeout=STOP_BUDGET_S - 1.5)
+        for driver in self.drivers:
+            try:
+                driver.close()
+            except Exception:
+                log.exception("driver.close_failed", driver=getattr(driver, "name", "?"))
+        self.health.stop()
+        self.outbox.close()
+        log.info("daemon.stopped")
+
+    def install_signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            self.stop_requested.set()
+
+        def hup(signum: int, _frame: FrameType | None) -> None:
+            self.reload_requested.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+
+
+class _NoKey:
+    """Stands in for a missing central key: nothing verifies against it."""
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        return False
+
+    def to_text(self) -> str:
+        return "none"
+
+
+_NO_KEY: Any = _NoKey()
