@@ -1,12 +1,15 @@
-"""Reconnect delays: exponential, capped, with jitter.
+"""When the uplink tries again: reconnect backoff, drain pacing, retry of refused events.
 
-After a broker restart every cabinet of a site reconnects at once; the jitter spreads
-them out, and the cap keeps a cabinet from waiting hours once the broker is back.
+Reconnects back off exponentially with jitter and a cap: after a broker restart every
+cabinet of a site reconnects at once; the jitter spreads them out, and the cap keeps a
+cabinet from waiting hours once the broker is back. Pure logic: callers pass the time.
 """
 
 from __future__ import annotations
 
+import heapq
 import random
+from dataclasses import dataclass
 
 
 class Backoff:
@@ -61,3 +64,72 @@ class TokenBucket:
         """Seconds until one token is available (0 if one is)."""
         missing = 1.0 - self._tokens - (now - self._at) * self.rate
         return max(0.0, missing / self.rate)
+
+
+@dataclass
+class Refusal:
+    first: float  # monotonic time of the first refusal
+    attempts: int
+    due: float  # next retry
+    reason: str
+
+
+class RefusalTracker:
+    """Events the broker refused (MQTT 5 PUBACK >= 0x80, e.g. 0x87 Not authorized).
+
+    They stay unsent in the outbox; each is retried with its own capped backoff, and
+    `persisting` says when refusals have lasted long enough to warn someone (an ACL
+    mistake on the broker does not heal by itself).
+    """
+
+    def __init__(
+        self, retry_min_s: float, retry_max_s: float, warn_after_s: float, warn_min_attempts: int
+    ) -> None:
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.warn_after_s = warn_after_s
+        self.warn_min_attempts = warn_min_attempts
+        self._by_seq: dict[int, Refusal] = {}
+        self._due: list[tuple[float, int]] = []  # heap; stale entries are skipped
+
+    def __len__(self) -> int:
+        return len(self._by_seq)
+
+    def refuse(self, seq: int, reason: str, now: float) -> Refusal:
+        refusal = self._by_seq.setdefault(seq, Refusal(now, 0, now, reason))
+        refusal.attempts += 1
+        refusal.reason = reason
+        delay = self.retry_min_s * 2 ** min(refusal.attempts - 1, 20)
+        refusal.due = now + min(self.retry_max_s, delay)
+        heapq.heappush(self._due, (refusal.due, seq))
+        return refusal
+
+    def accepted(self, seq: int) -> bool:
+        """The broker took it after all; True if it had been refused before."""
+        return self._by_seq.pop(seq, None) is not None
+
+    def waiting(self, seq: int, now: float) -> bool:
+        """Refused and not yet due for a retry: the drain skips it."""
+        refusal = self._by_seq.get(seq)
+        return refusal is not None and refusal.due > now
+
+    def next_due(self) -> float | None:
+        return self._due[0][0] if self._due else None
+
+    def pop_due(self, now: float) -> list[int]:
+        seqs = []
+        while self._due and self._due[0][0] <= now:
+            due, seq = heapq.heappop(self._due)
+            refusal = self._by_seq.get(seq)
+            if refusal is not None and refusal.due == due:
+                seqs.append(seq)
+        return seqs
+
+    def persisting(self, now: float) -> tuple[int, Refusal] | None:
+        """The oldest refusal if it has lasted `warn_after_s` and `warn_min_attempts`."""
+        if not self._by_seq:
+            return None
+        seq, oldest = min(self._by_seq.items(), key=lambda item: item[1].first)
+        if now - oldest.first >= self.warn_after_s and oldest.attempts >= self.warn_min_attempts:
+            return seq, oldest
+        return None

@@ -108,9 +108,7 @@ class Outbox:
             stored_pub = meta.get("pubkey")
             pub = key.public.to_text()
             if stored_pub is not None and stored_pub != pub:
-                raise OutboxError(
-                    f"{path} was signed with another key: the chain would not verify"
-                )
+                raise OutboxError(f"{path} was signed with another key: the chain would not verify")
             # Every open is a new boot (DESIGN.md §4.1), persisted before any event.
             self.boot = int(meta.get("boot", 0)) + 1
             self._last_seq = int(meta.get("last_seq", 0))
@@ -187,8 +185,7 @@ class Outbox:
         extra: list[Envelope] = []
         if size > self.max_bytes:
             rows = self._db.execute(
-                "SELECT seq, length(payload) FROM events "
-                "WHERE sent = 0 AND type = ? ORDER BY seq",
+                "SELECT seq, length(payload) FROM events WHERE sent = 0 AND type = ? ORDER BY seq",
                 (SHEDDABLE_TYPE,),
             ).fetchall()
             shed: list[tuple[int, int]] = []

@@ -166,6 +166,15 @@ class BridgeConfig(_Strict):
     failsafe_ms: Annotated[StrictInt, Field(ge=200, le=60_000)] = 3000
     ack_timeout_ms: Annotated[StrictInt, Field(ge=10, le=5_000)] = 200
     retries: Annotated[StrictInt, Field(ge=0, le=20)] = 5
+    # Hold time sent with every unlock: the MCU re-locks by itself when it runs out, even
+    # if the agent's lock command is lost. Keep it above the policy's unlock_s.
+    unlock_max_ms: Annotated[StrictInt, Field(ge=1_000, le=600_000)] = 30_000
+    # The outputs wired to the MCU board (the rest may be on GPIO).
+    outputs: tuple[Literal["lock", "fan", "buzzer", "led_green", "led_red"], ...] = (
+        "lock",
+        "fan",
+        "buzzer",
+    )
 
 
 class SimConfig(_Strict):

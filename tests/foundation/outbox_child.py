@@ -14,8 +14,10 @@ print(f"boot {outbox.boot} last {outbox.last_seq}", flush=True)
 n = 0
 while True:
     n += 1
-    drafts = [Draft("access.denied", "warning", {"reason": "unknown_card", "n": n, "k": k}, n, n, True)
-              for k in range(batch)]
+    drafts = [
+        Draft("access.denied", "warning", {"reason": "unknown_card", "n": n, "k": k}, n, n, True)
+        for k in range(batch)
+    ]
     for env in outbox.append_batch(drafts):
         sys.stdout.write(f"{env.seq}\n")
     sys.stdout.flush()

@@ -17,19 +17,34 @@ GOOD = 'device = "cab-1"\nsite = "lab"\n[broker]\nurl = "mqtt://127.0.0.1:1883"\
 
 
 def agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
-@pytest.mark.parametrize("text, named, problem", [
-    ('site = "lab"\n', "device", "required key is missing"),
-    ('device = "cab-1"\nsite = "lab"\n[broker]\nkeepalive_s = "thirty"\n', "broker.keepalive_s",
-     "valid integer"),
-    (GOOD + "colour = 'red'\n", "broker.colour", "unknown key"),
-    ('device = "cab-1"\nsite = "lab"\n[outbox]\nmax_byte = 1\n', "outbox.max_byte", "unknown key"),
-    ('device = "cab 1"\nsite = "lab"\n', "device", "pattern"),
-    ('device = "cab-1"\nsite = "lab\n', "", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, named, problem",
+    [
+        ('site = "lab"\n', "device", "required key is missing"),
+        (
+            'device = "cab-1"\nsite = "lab"\n[broker]\nkeepalive_s = "thirty"\n',
+            "broker.keepalive_s",
+            "valid integer",
+        ),
+        (GOOD + "colour = 'red'\n", "broker.colour", "unknown key"),
+        (
+            'device = "cab-1"\nsite = "lab"\n[outbox]\nmax_byte = 1\n',
+            "outbox.max_byte",
+            "unknown key",
+        ),
+        ('device = "cab 1"\nsite = "lab"\n', "device", "pattern"),
+        ('device = "cab-1"\nsite = "lab\n', "", "not valid TOML"),
+    ],
+)
 def test_a_bad_config_names_the_key_and_the_problem_and_exits_78(tmp_path, text, named, problem):
     path = tmp_path / "agent.toml"
     path.write_text(text)
@@ -59,8 +74,13 @@ def test_the_example_configs_are_valid(example):
 def test_environment_overrides_broker_and_state_dir(tmp_path):
     path = tmp_path / "agent.toml"
     path.write_text(GOOD)
-    config = load_agent_config(path, {"CABINET_BROKER_URL": "mqtts://b.example:8884",
-                                      "CABINET_STATE_DIR": str(tmp_path / "state")})
+    config = load_agent_config(
+        path,
+        {
+            "CABINET_BROKER_URL": "mqtts://b.example:8884",
+            "CABINET_STATE_DIR": str(tmp_path / "state"),
+        },
+    )
     assert (config.broker.host, config.broker.port, config.broker.tls) == ("b.example", 8884, True)
     assert config.state_dir == tmp_path / "state"
 
@@ -105,22 +125,27 @@ def test_a_key_readable_by_others_is_refused(tmp_path):
 
 def test_replay_names_the_line_of_a_malformed_scenario_and_exits_2(tmp_path):
     scenario = tmp_path / "s.jsonl"
-    scenario.write_text('{"t": 0, "input": "tick"}\n{"t": 1, "input": "badge", "reader": "C", "uid": "04AA"}\n')
+    scenario.write_text(
+        '{"t": 0, "input": "tick"}\n{"t": 1, "input": "badge", "reader": "C", "uid": "04AA"}\n'
+    )
     proc = agent("replay", str(scenario), "--policy", str(ROOT / "examples" / "policy.toml"))
     assert proc.returncode == 2
     assert "line 2" in proc.stderr and "reader" in proc.stderr
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("line, why", [
-    ("not json", "not JSON"),
-    ('{"t": 5, "input": "tick"}\n{"t": 1, "input": "tick"}', "back in time"),
-    ('{"t": 0, "input": "dance"}', "input"),
-    ('{"t": 0, "input": "door", "state": "ajar"}', "state"),
-    ('{"t": 0, "input": "weight", "slot": 3, "mg": 1.5}', "mg"),
-    ('{"t": -1, "input": "tick"}', "t"),
-    ('{"t": 0, "input": "tick", "extra": 1}', "extra"),
-])
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ("not json", "not JSON"),
+        ('{"t": 5, "input": "tick"}\n{"t": 1, "input": "tick"}', "back in time"),
+        ('{"t": 0, "input": "dance"}', "input"),
+        ('{"t": 0, "input": "door", "state": "ajar"}', "state"),
+        ('{"t": 0, "input": "weight", "slot": 3, "mg": 1.5}', "mg"),
+        ('{"t": -1, "input": "tick"}', "t"),
+        ('{"t": 0, "input": "tick", "extra": 1}', "extra"),
+    ],
+)
 def test_every_kind_of_malformed_scenario_line_is_refused_with_its_line(tmp_path, line, why):
     scenario = tmp_path / "s.jsonl"
     scenario.write_text(line + "\n")

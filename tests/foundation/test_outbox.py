@@ -65,7 +65,9 @@ def test_an_outbox_of_another_device_or_key_is_refused(tmp_path: Path) -> None:
         Outbox(tmp_path / "o.db", "cab-1", SigningKey.generate())
 
 
-def test_at_the_disk_cap_only_unsent_telemetry_is_shed_and_the_shedding_is_recorded(tmp_path: Path) -> None:
+def test_at_the_disk_cap_only_unsent_telemetry_is_shed_and_the_shedding_is_recorded(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "o.db"
     box = Outbox(path, "cab-1", KEY, max_bytes=64 * 1024)
     for _ in range(40):
@@ -113,9 +115,16 @@ def test_nothing_committed_is_lost_when_the_process_is_killed_at_random(tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for kill in range(50):
         child = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("outbox_child.py")), str(path), SEED,
-             str(rng.choice([1, 1, 7]))],
-            stdout=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                str(Path(__file__).with_name("outbox_child.py")),
+                str(path),
+                SEED,
+                str(rng.choice([1, 1, 7])),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         assert child.stdout is not None
         header = child.stdout.readline().split()

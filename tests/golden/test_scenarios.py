@@ -24,9 +24,19 @@ EXPECTED = ROOT / "tests" / "golden" / "expected"
 
 def replay(scenario: Path) -> tuple[list[dict], str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "replay", str(scenario), "--policy",
-         str(ROOT / "examples" / "policy.toml")],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "replay",
+            str(scenario),
+            "--policy",
+            str(ROOT / "examples" / "policy.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
 
@@ -35,7 +45,9 @@ def comparable(events: list[dict]) -> list[dict]:
     out = []
     for event in events:
         data = {k: v for k, v in event["data"].items() if k != "version"}
-        out.append({"seq": event["seq"], "t_ms": event["mono"], "type": event["type"], "data": data})
+        out.append(
+            {"seq": event["seq"], "t_ms": event["mono"], "type": event["type"], "data": data}
+        )
     return out
 
 
@@ -56,8 +68,17 @@ def test_example_scenario_replays_to_its_expected_record(scenario: Path) -> None
 
 def test_every_rule_area_has_an_example_scenario() -> None:
     names = {s.stem for s in SCENARIOS}
-    assert {"two_person_withdrawal", "one_person_alone_is_refused", "suspended_card_is_refused",
-            "door_forced_and_held_open", "voc_alarm_with_ventilation", "leak_and_tamper",
-            "brute_force_lockout", "mass_change_outside_a_session", "container_removed_and_overdue",
-            "approved_withdrawal_exceeded", "remote_second_person",
-            "silent_sensor_and_reader_fault"} <= names
+    assert {
+        "two_person_withdrawal",
+        "one_person_alone_is_refused",
+        "suspended_card_is_refused",
+        "door_forced_and_held_open",
+        "voc_alarm_with_ventilation",
+        "leak_and_tamper",
+        "brute_force_lockout",
+        "mass_change_outside_a_session",
+        "container_removed_and_overdue",
+        "approved_withdrawal_exceeded",
+        "remote_second_person",
+        "silent_sensor_and_reader_fault",
+    } <= names

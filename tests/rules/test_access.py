@@ -136,7 +136,11 @@ def test_denials_are_checked_in_order_unknown_card_before_lockout(tmp_path):
     cab.badge("A", "0400000001").badge("A", "0400000002")  # two denials -> locked out
     cab.badge("A", "0400000003").badge("A", SUSPENDED).badge("A", KEEPER)
     assert cab.denials() == [
-        "unknown_card", "unknown_card", "unknown_card", "not_authorized", "locked_out"
+        "unknown_card",
+        "unknown_card",
+        "unknown_card",
+        "not_authorized",
+        "locked_out",
     ]
 
 

@@ -19,7 +19,11 @@ def test_relay_is_energised_from_grant_until_the_door_opens(tmp_path):
     cab.at(3).door("open")
     assert not cab.relay
     assert cab.data("lock.locked") == [{"session": "S1-1", "reason": "door_opened"}]
-    assert [o for o in cab.output_log if o[0] == "lock"] == [("lock", False), ("lock", True), ("lock", False)]
+    assert [o for o in cab.output_log if o[0] == "lock"] == [
+        ("lock", False),
+        ("lock", True),
+        ("lock", False),
+    ]
 
 
 def test_relay_drops_when_the_unlock_time_passes_with_the_door_shut(tmp_path):
@@ -51,7 +55,14 @@ def test_door_held_open_too_long_raises_and_clears_when_it_closes(tmp_path):
 
 
 def test_a_door_closed_in_time_raises_nothing(tmp_path):
-    cab = Cabinet(tmp_path, example_policy()).open_with_pair().at(1).door("open").at(60).door("closed")
+    cab = (
+        Cabinet(tmp_path, example_policy())
+        .open_with_pair()
+        .at(1)
+        .door("open")
+        .at(60)
+        .door("closed")
+    )
     cab.at(500)
     assert cab.alarms_raised() == []
 

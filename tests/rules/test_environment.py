@@ -134,7 +134,9 @@ def test_policy_versions_must_increase_and_be_for_this_cabinet(tmp_path):
     cab = Cabinet(tmp_path, example_policy())
     same = example_policy()
     other = example_policy().model_copy(update={"version": 9, "cabinet": "cab-bio-0001"})
-    cab.feed(i.PolicyLoaded(same, None, "command", "n1"), i.PolicyLoaded(other, None, "command", "n2"))
+    cab.feed(
+        i.PolicyLoaded(same, None, "command", "n1"), i.PolicyLoaded(other, None, "command", "n2")
+    )
     reasons = [d["reason"] for d in cab.data("policy.rejected")]
     assert reasons == ["version_not_newer", "wrong_cabinet"]
     assert cab.rules.policy is not None and cab.rules.policy.version == 7

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.rules.harness import NaCN_GROSS, NaCN_SLOT, Cabinet, example_policy
+from tests.rules.harness import Cabinet, NaCN_GROSS, NaCN_SLOT, example_policy
 
 
 def session(cab: Cabinet, t: float = 0) -> Cabinet:
@@ -13,15 +13,25 @@ def test_a_withdrawal_in_a_session_is_attributed_to_both_persons_and_the_books_m
     cab = Cabinet(tmp_path, example_policy(), scales_report=True)
     cab.weight(NaCN_SLOT, NaCN_GROSS).at(6)
     session(cab, 10).at(13).weight(NaCN_SLOT, NaCN_GROSS - 25_000).at(20).door("closed").at(30)
-    assert cab.data("inventory.withdrawal") == [{
-        "session": "S1-1", "persons": ["p-1001", "p-1002"], "slot": 3, "container": "c-NaCN-01",
-        "cas": "143-33-9", "amount_mg": 25_000, "book_mg": 475_000, "approval": None,
-    }]
+    assert cab.data("inventory.withdrawal") == [
+        {
+            "session": "S1-1",
+            "persons": ["p-1001", "p-1002"],
+            "slot": 3,
+            "container": "c-NaCN-01",
+            "cas": "143-33-9",
+            "amount_mg": 25_000,
+            "book_mg": 475_000,
+            "approval": None,
+        }
+    ]
     assert cab.alarms_raised() == []
 
 
 def test_a_return_of_content_increases_the_books(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS + 10_000).at(20).door("closed").at(30)
     assert cab.data("inventory.return")[0]["amount_mg"] == 10_000
     assert cab.data("inventory.return")[0]["book_mg"] == 510_000
@@ -29,13 +39,17 @@ def test_a_return_of_content_increases_the_books(tmp_path):
 
 def test_changes_within_tolerance_are_not_a_withdrawal(tmp_path):
     # tolerance = max(2000 mg, 1% of 500 g = 5000 mg)
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 4_000).at(20).door("closed").at(30)
     assert cab.data("inventory.withdrawal") == []
 
 
 def test_a_container_taken_away_and_brought_back_in_a_later_session(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
     session(cab, 10).weight(NaCN_SLOT, 0).at(20).door("closed").at(30)
     assert cab.data("inventory.removed") == [
         {"session": "S1-1", "persons": ["p-1001", "p-1002"], "slot": 3, "container": "c-NaCN-01"}
@@ -58,19 +72,27 @@ def test_a_container_not_back_within_the_return_time_is_overdue(tmp_path):
 
 
 def test_a_weight_change_with_the_door_shut_and_no_session_is_unexplained(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
     cab.weight(NaCN_SLOT, NaCN_GROSS - 50_000).at(10)
     assert cab.alarms_raised() == []  # not settled yet
     cab.at(12)
     raised = cab.data("alarm.raised")
     assert raised[0]["kind"] == "mass_unexplained"
-    assert raised[0]["expected_mg"] == NaCN_GROSS and raised[0]["measured_mg"] == NaCN_GROSS - 50_000
+    assert (
+        raised[0]["expected_mg"] == NaCN_GROSS and raised[0]["measured_mg"] == NaCN_GROSS - 50_000
+    )
     cab.weight(NaCN_SLOT, NaCN_GROSS).at(20)
     assert cab.alarms_cleared() == ["mass_unexplained"]
 
 
 def test_stock_that_does_not_match_the_books_at_start_is_unexplained(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS - 100_000).at(6)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True)
+        .weight(NaCN_SLOT, NaCN_GROSS - 100_000)
+        .at(6)
+    )
     assert cab.alarms_raised() == ["mass_unexplained"]
 
 
@@ -82,37 +104,63 @@ def test_weight_on_a_slot_with_no_container_is_an_unknown_item(tmp_path):
 
 
 def test_a_withdrawal_above_the_approved_amount_is_a_mismatch(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
-    cab.command("approve_withdrawal", container="c-NaCN-01", max_mg=10_000,
-                persons=["p-1001", "p-1002"], until_ms=2_000_000_000_000)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
+    cab.command(
+        "approve_withdrawal",
+        container="c-NaCN-01",
+        max_mg=10_000,
+        persons=["p-1001", "p-1002"],
+        until_ms=2_000_000_000_000,
+    )
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 40_000).at(20).door("closed").at(30)
     withdrawal = cab.data("inventory.withdrawal")[0]
     assert withdrawal["approval"]["max_mg"] == 10_000
     mismatch = cab.data("alarm.raised")[0]
     assert (mismatch["kind"], mismatch["amount_mg"], mismatch["approved_mg"]) == (
-        "mass_mismatch", 40_000, 10_000)
+        "mass_mismatch",
+        40_000,
+        10_000,
+    )
 
 
 def test_a_withdrawal_within_the_approved_amount_and_tolerance_is_fine(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
-    cab.command("approve_withdrawal", container="c-NaCN-01", max_mg=10_000,
-                persons=["p-1001", "p-1002"], until_ms=2_000_000_000_000)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
+    cab.command(
+        "approve_withdrawal",
+        container="c-NaCN-01",
+        max_mg=10_000,
+        persons=["p-1001", "p-1002"],
+        until_ms=2_000_000_000_000,
+    )
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 14_000).at(20).door("closed").at(30)
     assert cab.data("inventory.withdrawal")[0]["amount_mg"] == 14_000
     assert cab.alarms_raised() == []
 
 
 def test_without_an_approval_on_record_a_withdrawal_is_recorded_not_alarmed(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 200_000).at(20).door("closed").at(30)
     assert cab.data("inventory.withdrawal")[0]["amount_mg"] == 200_000
     assert cab.alarms_raised() == []
 
 
 def test_an_acked_mismatch_is_cleared_because_it_was_an_event_not_a_state(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
-    cab.command("approve_withdrawal", container="c-NaCN-01", max_mg=1_000,
-                persons=["p-1001"], until_ms=2_000_000_000_000)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
+    cab.command(
+        "approve_withdrawal",
+        container="c-NaCN-01",
+        max_mg=1_000,
+        persons=["p-1001"],
+        until_ms=2_000_000_000_000,
+    )
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 40_000).at(20).door("closed").at(30)
     alarm = cab.data("alarm.raised")[0]["alarm"]
     cab.command("ack", alarm=alarm)
@@ -120,7 +168,9 @@ def test_an_acked_mismatch_is_cleared_because_it_was_an_event_not_a_state(tmp_pa
 
 
 def test_the_snapshot_command_reports_scale_and_books_per_slot(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
     cab.command("snapshot")
     slots = {row["slot"]: row for row in cab.data("inventory.snapshot")[0]["slots"]}
     assert slots[3]["mass_mg"] == 500_000 and slots[3]["book_mg"] == 500_000

@@ -12,7 +12,6 @@ every step:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,14 @@ from agent.wire import verify_chain
 from rules import inputs as i
 from rules.access import pair_allowed
 from tests.rules.harness import (
-    EXPIRED, KEEPER, KEEPER2, SUSPENDED, USER, USER_SECOND_CARD, Cabinet, example_policy,
+    EXPIRED,
+    KEEPER,
+    KEEPER2,
+    SUSPENDED,
+    USER,
+    USER_SECOND_CARD,
+    Cabinet,
+    example_policy,
 )
 
 CARDS = [KEEPER, KEEPER2, USER, USER_SECOND_CARD, SUSPENDED, EXPIRED, "04000000BAD1"]
@@ -51,8 +57,14 @@ class CabinetMachine(RuleBasedStateMachine):
     )
     def setup(self, pair: str, distinct: bool, remote: bool, lockout_after: int) -> None:
         self.policy = example_policy(
-            access={"pair": pair, "distinct_readers": distinct, "remote_second": remote,
-                    "lockout_after": lockout_after, "pair_window_s": 30, "unlock_s": 10},
+            access={
+                "pair": pair,
+                "distinct_readers": distinct,
+                "remote_second": remote,
+                "lockout_after": lockout_after,
+                "pair_window_s": 30,
+                "unlock_s": 10,
+            },
             environment={"voc_hold_s": 5},
             inventory={"settle_s": 2},
         )
@@ -135,8 +147,11 @@ class CabinetMachine(RuleBasedStateMachine):
         assert len(persons) == 2 and persons[0] != persons[1]
         first = self.policy.person_by_id(persons[0])
         assert first is not None and first.valid_at(granted["ts"])
-        pending = [e for e in events[:index] if e["type"] == "access.pending"
-                   and e["data"]["person"] == persons[0]]
+        pending = [
+            e
+            for e in events[:index]
+            if e["type"] == "access.pending" and e["data"]["person"] == persons[0]
+        ]
         assert pending and granted["ts"] <= pending[-1]["data"]["expires_at_ms"]
         if granted["data"]["mode"] == "remote":
             assert self.policy.access.remote_second
