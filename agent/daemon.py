@@ -166,6 +166,8 @@ class Daemon:
         self.health.ready(status_line("connecting", self.outbox.stats().unsent))
         side = threading.Thread(target=self._side_loop, name="heartbeat", daemon=True)
         side.start()
+        watcher = threading.Thread(target=self._watch_uplink, name="uplink-watch", daemon=True)
+        watcher.start()
         log.info(
             "daemon.ready",
             device=self.config.device,
@@ -268,6 +270,17 @@ class Daemon:
                 if now - finished_at >= self.options.exit_after_scenario_s:
                     self.stop_requested.set()
             self.stop_requested.wait(1.0)
+
+    def _watch_uplink(self) -> None:
+        # The uplink counts its own loop's turns; a counter that stops moving means its
+        # thread is stuck (or dead), and the watchdog must then stop being petted.
+        seen = -1
+        period = min(0.25, self.config.health.watchdog_stall_s / 4)
+        while not self.stop_requested.wait(period):
+            progress = self.uplink.progress
+            if progress != seen:
+                seen = progress
+                self.monitor.beat("uplink")
 
     def _write_status(self, unsent: int, age: int | None) -> None:
         try:
