@@ -44,9 +44,15 @@ def b64u_decode(text: str) -> bytes:
     if not isinstance(text, str) or not text or "=" in text:
         raise WireError("not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (ValueError, TypeError) as exc:
         raise WireError("not unpadded base64url") from exc
+    # The last character carries unused low bits: 'Q' and 'S' can decode to the same
+    # bytes. Only the one canonical spelling is accepted, so a signature or hash has
+    # exactly one text form and a flipped character is always caught.
+    if b64u(raw) != text:
+        raise WireError("not canonical base64url")
+    return raw
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
