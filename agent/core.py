@@ -57,6 +57,7 @@ class CoreHooks:
     republish: Callable[[int, int], None] = _noop
     persist_policy: Callable[[dict[str, Any], int], None] = _noop
     beat: Callable[[str], None] = _noop
+    idle: Callable[[], None] = _noop  # once per loop turn, core thread: read rule state here
     clock_ok: Callable[[], bool] = field(default=lambda: True)
 
 
@@ -122,6 +123,7 @@ class Core:
             self.process(batch)
             self.fire_due()
             self.hooks.beat("core")
+            self._call(self.hooks.idle)
             if self.rules.stopped and not self._pending_drafts:
                 return
 

@@ -71,6 +71,7 @@ class Daemon:
         self._outputs: dict[OutputName, list[Driver]] = {}
         self._clock_ok = False
         self._view: dict[str, Any] = {}
+        self._view_at = 0.0
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         self.key = self._device_key()
@@ -88,6 +89,7 @@ class Daemon:
             republish=lambda lo, hi: self.uplink.republish(lo, hi),
             persist_policy=self._persist_policy,
             beat=self.monitor.beat,
+            idle=self._refresh_view,
             clock_ok=lambda: self._clock_ok,
         )
         self.core = Core(self.rules, self.outbox, self.clock, hooks)
@@ -282,10 +284,18 @@ class Daemon:
                 seen = progress
                 self.monitor.beat("uplink")
 
+    def _refresh_view(self) -> None:
+        # Core thread: the only one allowed to read rule state. Swapping the reference
+        # hands a finished snapshot to the status writer.
+        now = time.monotonic()
+        if now - self._view_at >= 0.5:
+            self._view_at = now
+            self._view = rules_view(self.rules, self.clock.now())
+
     def _write_status(self, unsent: int, age: int | None) -> None:
         try:
             status = {
-                **rules_view(self.rules, self.clock.now()),
+                **self._view,
                 "device": self.config.device,
                 "site": self.config.site,
                 "boot": self.outbox.boot,
@@ -296,7 +306,7 @@ class Daemon:
                 "version": __version__,
             }
             write_status(self.config.state_dir, status)
-        except (OSError, RuntimeError) as exc:  # RuntimeError: dict changed while read
+        except OSError as exc:
             log.warning("status.write_failed", error=str(exc))
 
     def _reload(self) -> None:
