@@ -72,6 +72,7 @@ class Daemon:
         self._clock_ok = False
         self._view: dict[str, Any] = {}
         self._view_at = 0.0
+        self._stop_started: float | None = None
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         self.key = self._device_key()
@@ -181,9 +182,10 @@ class Daemon:
         while core.is_alive():
             core.join(0.2)
             if self.stop_requested.is_set() and not self.rules.stopped:
+                self._stop_started = time.monotonic()
                 self.health.stopping()
                 self.core.post(i.Stopping("signal"))
-                deadline = time.monotonic() + 2.0
+                deadline = self._stop_started + 1.5
                 while core.is_alive() and time.monotonic() < deadline:
                     core.join(0.05)
                 break
@@ -332,7 +334,18 @@ class Daemon:
     # --- stop ----------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        self.uplink.stop(timeout=STOP_BUDGET_S - 1.5)
+        started = self._stop_started or time.monotonic()
+        # Give the uplink a moment to publish what is still unsent (system.stopping at
+        # least) before the clean offline status; what remains stays in the outbox and
+        # goes out after the next start.
+        flush_until = started + 3.0
+        while (
+            self.uplink.state == "connected"
+            and self.outbox.stats().unsent
+            and time.monotonic() < flush_until
+        ):
+            time.sleep(0.05)
+        self.uplink.stop(timeout=max(0.5, started + STOP_BUDGET_S - time.monotonic()))
         for driver in self.drivers:
             try:
                 driver.close()
