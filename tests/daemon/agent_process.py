@@ -17,15 +17,30 @@ SCENARIOS = ROOT / "examples" / "scenarios"
 POLICY = ROOT / "examples" / "policy.toml"
 
 
-def sim_config(tmp: Path, broker_url: str, heartbeat_s: int = 60, stall_s: int = 20) -> Path:
+def sim_config(
+    tmp: Path,
+    broker_url: str,
+    heartbeat_s: int = 60,
+    stall_s: int = 20,
+    central_pubkey: str | None = None,
+) -> Path:
+    """agent.toml for the simulated cabinet `cab-chem-0042` (site `lab`), state in tmp/state.
+
+    `central_pubkey` (base64url, or the `pubkey <b64>` line `cabinetctl keygen` prints)
+    pins the central key, so the agent accepts commands and policies signed with it.
+    """
     state = tmp / "state"
     state.mkdir(exist_ok=True)
     path = tmp / "agent.toml"
-    path.write_text(
+    text = (
         f'device = "cab-chem-0042"\nsite = "lab"\nstate_dir = "{state}"\nlog_format = "json"\n'
         f'[broker]\nurl = "{broker_url}"\n[health]\nheartbeat_s = {heartbeat_s}\n'
         f"watchdog_stall_s = {stall_s}\n[hardware.sim]\nenabled = true\n"
     )
+    if central_pubkey is not None:
+        key = central_pubkey.strip().removeprefix("pubkey ").strip()
+        text += f'[keys]\ncentral_pubkey = "{key}"\n'
+    path.write_text(text)
     return path
 
 

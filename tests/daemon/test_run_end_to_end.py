@@ -185,3 +185,30 @@ def test_the_demo_command_runs_a_short_scene_and_exits_0():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "events, devices 1, OK" in proc.stdout
     assert '"type": "inventory.withdrawal"' in proc.stdout and '"verified": true' in proc.stdout
+
+
+def test_heartbeats_report_uptime_backlog_uplink_and_sensor_freshness(tmp_path, make_broker):
+    broker = make_broker()
+    recorder = Recorder(broker, "cabinet/#").start()
+    keygen(tmp_path)
+    agent = AgentProcess(
+        sim_config(tmp_path, broker.url, heartbeat_s=1), "demo.jsonl", speed=1, exit_after=None
+    )
+    try:
+        recorder.wait_for(
+            lambda: (
+                len([e for e in envelopes(recorder.snapshot()) if e["type"] == "system.heartbeat"])
+                >= 2
+            ),
+            15,
+            "two heartbeats",
+        )
+    finally:
+        agent.terminate()
+        assert agent.wait(10) == 0
+    beat = [e for e in envelopes(recorder.snapshot()) if e["type"] == "system.heartbeat"][-1]
+    data = beat["data"]
+    assert {"uptime_s", "outbox_unsent", "oldest_unsent_age_s", "uplink", "sensors"} <= set(data)
+    assert data["uplink"] == "connected" and data["policy_version"] == 7
+    assert "voc" in data["sensors"] and "scale:3" in data["sensors"]
+    assert all(age <= 2 for age in data["sensors"].values()), "the simulated sensors are fresh"
