@@ -82,3 +82,40 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "remote_second_person",
         "silent_sensor_and_reader_fault",
     } <= names
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.stem for s in SCENARIOS])
+def test_replay_piped_into_cabinetctl_verify_passes(scenario: Path, tmp_path: Path) -> None:
+    key = tmp_path / "device.key"
+    pub = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "keygen", "--out", str(key)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.strip()
+    replayed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "replay",
+            str(scenario),
+            "--policy",
+            str(ROOT / "examples" / "policy.toml"),
+            "--key",
+            str(key),
+        ],
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+    )
+    verified = subprocess.run(
+        [sys.executable, "-m", "central", "verify", "-", "--pubkey", pub],
+        input=replayed.stdout,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    count = len(replayed.stdout.splitlines())
+    assert verified.stdout.decode().strip() == f"{count} events, devices 1, OK"

@@ -1,0 +1,5 @@
+"""`python -m agent` = `cabinet-agent`."""
+
+from agent.cli import main
+
+main()

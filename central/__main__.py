@@ -1,0 +1,5 @@
+"""`python -m central` = `cabinetctl`."""
+
+from central.cli import main
+
+main()
