@@ -188,6 +188,9 @@ def run(
         daemon = Daemon(config, options)
         daemon.install_signals()
         code = daemon.run()
+    except ConfigError as exc:
+        fail(f"configuration error\n{exc}", EX_CONFIG)
+        return
     except (StartupError, KeyFileError, OutboxError, PolicyError) as exc:
         fail(str(exc), EX_CONFIG)
         return

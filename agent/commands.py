@@ -60,6 +60,7 @@ class PolicyArgs(_Args):
 
 class ApproveArgs(_Args):
     person: Id
+    by: Id | None = None  # the approving operator, recorded as the second person
 
 
 class ApproveWithdrawalArgs(_Args):
@@ -195,7 +196,9 @@ class CommandVerifier:
         if isinstance(args, PolicyArgs):
             verdict = self._policy(args.policy, doc["nonce"])
         else:
-            verdict = CommandReceived(name=name, args=args.model_dump(), nonce=doc["nonce"])
+            verdict = CommandReceived(
+                name=name, args=args.model_dump(exclude_none=True), nonce=doc["nonce"]
+            )
         # Consumed only now, after every check passed; the insert is the atomic test.
         if not self.nonces.remember(doc["nonce"], doc["expires_at_ms"]):
             raise _Refused("replayed_nonce")

@@ -156,6 +156,13 @@ class Core:
 
     def flush(self) -> list[Envelope]:
         envelopes: list[Envelope] = []
+        # A policy is written to disk before `policy.applied` is committed: if power
+        # fails in between, the cabinet restarts under the new policy and records it
+        # (source "startup"), rather than holding a record of a policy it lost.
+        for action in self._pending_actions:
+            if isinstance(action, PersistPolicy) and not action.persisted:
+                self._call(self.hooks.persist_policy, action.document, action.version)
+                action.persisted = True
         if self._pending_drafts:
             try:
                 envelopes = self.outbox.append_batch(self._pending_drafts)
@@ -176,8 +183,6 @@ class Core:
                 self._call(self.hooks.apply_output, action.output, action.on)
             elif isinstance(action, Republish):
                 self._call(self.hooks.republish, action.from_seq, action.to_seq)
-            elif isinstance(action, PersistPolicy):
-                self._call(self.hooks.persist_policy, action.document, action.version)
         return envelopes
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:

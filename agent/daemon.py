@@ -33,6 +33,7 @@ from agent.status import rules_view, write_status
 from agent.uplink import Uplink
 from agent.wire import VerifyKey, WireError
 from config.agent import AgentConfig
+from config.loading import ConfigError
 from drivers.base import Driver
 from drivers.scenario import Scenario
 from drivers.sim import SimDriver
@@ -164,6 +165,8 @@ class Daemon:
             ]
         )
         self._start_drivers()
+        self._view = rules_view(self.rules, self.clock.now())  # core thread not running yet
+        self._write_status(self.outbox.stats().unsent, None)
         self.uplink.start()
         self.health.start()
         self.health.ready(status_line("connecting", self.outbox.stats().unsent))
@@ -197,7 +200,7 @@ class Daemon:
         self.core.run(stop)
 
     def _start_drivers(self) -> None:
-        from drivers.registry import build_drivers
+        from drivers.registry import build_drivers, check_outputs
 
         hardware = self.config.hardware
         drivers: list[Driver] = list(build_drivers(hardware))
@@ -205,11 +208,22 @@ class Daemon:
             policy = self.rules.policy
             self.sim = SimDriver(policy, self.options.scenario, self.clock)
             drivers.append(self.sim)
+        try:
+            check_outputs(drivers)  # also guarded when the config is read; never two owners
+        except ConfigError:
+            for driver in drivers:
+                driver.close()
+            raise
         for driver in drivers:
             for output in driver.outputs():
                 self._outputs.setdefault(output, []).append(driver)
             driver.start(self.core.post)
             self.drivers.append(driver)
+        # Outputs decided before the drivers existed (an alarm open at start lights the
+        # red LED, the fail-secure "all off") are applied now; the core thread is not
+        # running yet, so reading the rules' output state here is safe.
+        for output, on in self.rules.outputs.items():
+            self._apply_output(output, on)
         if "lock" not in self._outputs:
             log.warning("outputs.no_lock_relay", effect="nothing can release the lock")
 

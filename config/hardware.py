@@ -191,3 +191,38 @@ class HardwareConfig(_Strict):
     @property
     def simulated(self) -> bool:
         return self.sim is not None and self.sim.enabled
+
+    def output_owners(self) -> dict[str, list[str]]:
+        """Which configured parts drive each output (lock, fan, buzzer, LEDs)."""
+        owners: dict[str, list[str]] = {}
+        if self.gpio is not None:
+            wired = {
+                "lock": self.gpio.lock_relay,
+                "fan": self.gpio.fan,
+                "buzzer": self.gpio.buzzer,
+                "led_green": self.gpio.led_green,
+                "led_red": self.gpio.led_red,
+            }
+            for output, line in wired.items():
+                if line is not None:
+                    owners.setdefault(output, []).append("gpio")
+        if self.bridge is not None:
+            for output in self.bridge.outputs:
+                owners.setdefault(output, []).append("bridge")
+        if self.simulated:
+            for output in ("lock", "fan", "buzzer", "led_green", "led_red"):
+                owners.setdefault(output, []).append("sim")
+        return owners
+
+    @model_validator(mode="after")
+    def _one_driver_per_output(self) -> HardwareConfig:
+        # Two drivers switching one lock relay would fight; refuse it when the file is
+        # read (check-config, start-up), before anything is started or recorded.
+        clashes = [
+            f"output {o!r} is wired to both {' and '.join(p)}"
+            for o, p in self.output_owners().items()
+            if len(p) > 1
+        ]
+        if clashes:
+            raise ValueError("; ".join(clashes) + " (one driver per output)")
+        return self

@@ -354,6 +354,11 @@ class CabinetRules:
         if self.stopped:
             return
         self.stopped = True
+        if self.session is not None and self.session.phase == "unlocked":
+            # The relay drops as the agent stops: record it like any other locking.
+            out.append(
+                Emit("lock.locked", "info", {"session": self.session.id, "reason": "stopping"})
+            )
         out.append(
             Emit(
                 "system.stopping",

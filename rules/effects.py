@@ -56,12 +56,13 @@ class Republish:
     to_seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PersistPolicy:
     """Store the accepted signed policy so it is enforced after a restart."""
 
     document: dict[str, Any]  # the signed policy JSON, as received
     version: int
+    persisted: bool = field(default=False, compare=False)  # set by the core once written
 
 
 Effect = Emit | SetOutput | StartTimer | CancelTimer | Republish | PersistPolicy

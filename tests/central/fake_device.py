@@ -1,13 +1,16 @@
-"""A tiny stand-in for a cabinet on a real broker: it checks signed commands and answers.
+"""A stand-in cabinet on a real broker, for what a real agent cannot be made to do.
 
-It does what DESIGN.md §4.5 asks of the agent and no more: verify the command's
-signature with the pinned central key, its device and expiry, refuse a replayed nonce,
-then answer with a correctly signed and chained event (`policy.applied` /
-`policy.rejected` / `command.applied`), and republish a range on `resend`.
+The contract (policy push, remote commands, resend, watch against real events) is tested
+against real `cabinet-agent run` processes in test_with_agent.py. This fake stays for
+test_live.py's cases that only it produces on demand: an answer forged with another key
+just before the real one, a device that never answers, a live stream with a hole in it,
+tampered copies published before the genuine envelope.
 
-TODO(lead): switch the policy-push and command tests to the real agent (agent.uplink
-with the core and the simulated cabinet) once its downlink is ready; this fake only
-stands in for it.
+It verifies a command's signature with the pinned central key, its device, topic and
+expiry, refuses a replayed nonce, then answers `command.applied` with a correctly signed
+and chained event, and republishes the range on `resend`. It does not check `args` and
+does not take policies: that is the real agent's part (a lenient fake hid that the agent
+refuses the `by` that `cabinetctl approve` sends; see test_with_agent.py).
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.wire import VerifyKey, WireError, check_signature, open_signed_policy
-from config.policy import Policy
+from agent.wire import VerifyKey, WireError, check_signature
 from tests.central.cabinet import FakeCabinet
 from tests.support.broker import Broker
 
@@ -34,7 +36,6 @@ class FakeDevice:
         self.cabinet = cabinet
         self.central = central
         self.answer = answer
-        self.policy_version = 0
         self.commands: list[dict[str, Any]] = []
         self.refused: list[str] = []
         self.forge_first: FakeCabinet | None = None  # answer once with this wrong key first
@@ -94,25 +95,7 @@ class FakeDevice:
 
     def _dispatch(self, command: dict[str, Any]) -> None:
         name, nonce, args = command["name"], command["nonce"], command["args"]
-        if name == "policy":
-            policy = Policy.model_validate(open_signed_policy(args["policy"], self.central))
-            if policy.version > self.policy_version:
-                self.policy_version = policy.version
-                self._answer(
-                    "policy.applied",
-                    {"name": name, "nonce": nonce, "version": policy.version, "reason": None},
-                )
-            else:
-                self._answer(
-                    "policy.rejected",
-                    {
-                        "name": name,
-                        "nonce": nonce,
-                        "version": policy.version,
-                        "reason": "version_not_newer",
-                    },
-                )
-        elif name == "resend":
+        if name == "resend":
             self._answer("command.applied", {"name": name, "nonce": nonce, **args})
             for env in self.cabinet.envelopes[args["from_seq"] - 1 : args["to_seq"]]:
                 self.client.publish(self.cabinet.topic(env), env.payload, qos=1)

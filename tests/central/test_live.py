@@ -1,4 +1,11 @@
-"""cabinetctl against a real mosquitto: watch, policy push and commands, end to end."""
+"""cabinetctl against a real mosquitto and a fake device: what a real agent cannot show.
+
+Policy push, the remote commands, resend and `watch` against real events are tested with
+real `cabinet-agent run` processes in test_with_agent.py. Here the cabinet is
+tests.central.fake_device, for the cases only it produces on demand: a forged answer
+ahead of the real one, a device that never answers, a live stream with a hole in it and
+tampered copies that arrive before the genuine envelope.
+"""
 
 from __future__ import annotations
 
@@ -153,33 +160,6 @@ def test_watch_verifies_flags_forgeries_and_fills_a_gap_by_resend(
 
     result = CliRunner(env=setup.env).invoke(cli, ["verify", str(store)])
     assert result.output == "7 events, devices 1, OK\n"
-
-
-def test_policy_push_is_applied_then_a_re_push_of_the_same_version_is_rejected(
-    setup: Setup, device: FakeDevice
-) -> None:
-    policy = Path(__file__).parents[2] / "examples" / "policy.toml"
-    text = policy.read_text().replace('cabinet = "cab-chem-0042"', 'cabinet = "cab-1"')
-    source = setup.tmp / "policy.toml"
-    source.write_text(text)
-    signed = setup.tmp / "signed.json"
-    runner = CliRunner(env=setup.env)
-    made = runner.invoke(cli, ["policy", "sign", str(source), "--out", str(signed)])
-    assert made.exit_code == 0, made.output
-    first = runner.invoke(cli, ["policy", "push", str(signed), "--device", "cab-1"])
-    assert first.exit_code == 0, first.output
-    assert first.stdout.startswith(
-        "cab-1: policy applied (policy version 7) [policy.applied seq 1]"
-    )
-    again = runner.invoke(cli, ["policy", "push", str(signed), "--device", "cab-1"])
-    assert again.exit_code == 3, again.output
-    assert (
-        "cab-1: policy REJECTED (policy version 7): version_not_newer [policy.rejected seq 2]"
-        in again.stdout
-    )
-    assert device.policy_version == 7 and len(device.commands) == 2
-    wrong = runner.invoke(cli, ["policy", "push", str(signed), "--device", "cab-9"])
-    assert wrong.exit_code == 1 and "for cabinet 'cab-1', not 'cab-9'" in wrong.output
 
 
 def test_a_signed_policy_from_another_central_key_is_not_pushed(setup: Setup) -> None:

@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory
 from config.hardware import HardwareConfig
 from config.loading import ConfigError
 from drivers.base import Driver
-from drivers.registry import build_drivers
+from drivers.registry import build_drivers, check_outputs
 from tests.realparts import require_module
 
 AGENT_TOML = """
@@ -97,10 +97,18 @@ def test_no_hardware_section_means_no_drivers() -> None:
     assert build_drivers(HardwareConfig()) == []
 
 
-def test_one_output_on_two_drivers_is_refused_and_nothing_is_left_open() -> None:
+def test_one_output_on_two_drivers_is_refused_when_the_config_is_read() -> None:
     clash = AGENT_TOML.replace('outputs = ["fan", "buzzer"]', 'outputs = ["lock", "fan"]')
-    with pytest.raises(ConfigError, match="'lock' is wired to both gpio and bridge"):
-        build_drivers(hardware(clash))
-    # The GPIO driver built before the clash was found released its pins.
+    with pytest.raises(ValueError, match="'lock' is wired to both gpio and bridge"):
+        hardware(clash)
+
+
+def test_the_registry_refuses_one_output_on_two_drivers_and_leaves_nothing_open() -> None:
     drivers = build_drivers(hardware(AGENT_TOML))
-    close_all(drivers)
+    try:
+        with pytest.raises(ConfigError, match="'lock' is wired to both gpio and gpio"):
+            check_outputs([*drivers, drivers[0]])
+    finally:
+        close_all(drivers)
+    # The pins were released: the same configuration builds again.
+    close_all(build_drivers(hardware(AGENT_TOML)))
