@@ -38,13 +38,22 @@ class GpioInput(_Strict):
     reads exactly like an open door or a wet sensor, which is the fail-safe reading and
     is posted like any other change.
 
-    `pull_up`: True enables the internal pull-up, False the pull-down, None leaves the
-    line floating for an external resistor.
+    `pull_up`: true enables the internal pull-up, false the pull-down, "external" leaves
+    the line floating for an external resistor (TOML has no null).
     """
 
     pin: Pin
     active_high: StrictBool = False  # reed switches and dry contacts usually pull low
     pull_up: StrictBool | None = True
+
+    @field_validator("pull_up", mode="before")
+    @classmethod
+    def _external(cls, value: object) -> object:
+        if value == "external":
+            return None
+        if isinstance(value, str):
+            raise ValueError('pull_up is true, false or "external"')
+        return value
     normally_closed: StrictBool = False
     debounce_ms: DebounceMs | None = None  # None: the `[hardware.gpio]` debounce_ms
 

@@ -112,3 +112,11 @@ def test_the_registry_refuses_one_output_on_two_drivers_and_leaves_nothing_open(
         close_all(drivers)
     # The pins were released: the same configuration builds again.
     close_all(build_drivers(hardware(AGENT_TOML)))
+
+
+def test_an_external_pull_resistor_is_written_as_external_in_toml() -> None:
+    from config.hardware import GpioInput
+
+    assert GpioInput.model_validate({"pin": 4, "pull_up": "external"}).pull_up is None
+    with pytest.raises(ValueError, match='"external"'):
+        GpioInput.model_validate({"pin": 4, "pull_up": "none"})
