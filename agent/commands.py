@@ -40,6 +40,10 @@ COMMAND_FIELDS: Final = frozenset(
 MAX_DEPTH: Final = 32  # a real policy command nests ~8 deep
 POLICY_FILE: Final = "policy.json"
 PURGE_EVERY_MS: Final = 10 * 60 * 1000
+# A command's nonce is kept until the command expires; a signed command meant to stay
+# valid for months would pin its nonce (and be replayable by anyone who kept a copy
+# after a nonce-store loss) for that long. Commands are short-lived by design.
+MAX_VALIDITY_MS: Final = 7 * 24 * 3600 * 1000
 _NAME_RE: Final = re.compile(r"^[a-z_]{1,32}$")
 _NONCE_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SIGNATURE_ERRORS: Final = frozenset({"bad signature", "missing sig", "not unpadded base64url"})
@@ -185,6 +189,8 @@ class CommandVerifier:
             raise _Refused("unknown_command")
         if now_ms > doc["expires_at_ms"]:
             raise _Refused("expired")
+        if doc["expires_at_ms"] - max(now_ms, doc["issued_at_ms"]) > MAX_VALIDITY_MS:
+            raise _Refused("validity_too_long")
         self._purge(now_ms)
         if self.nonces.seen(doc["nonce"]):
             raise _Refused("replayed_nonce")

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 
 from central.chain import Timing
-from central.commands import DEFAULT_TTL_S, AnswerWatch, IssuedCommand, issue
+from central.commands import DEFAULT_TTL_S, MAX_TTL_S, AnswerWatch, IssuedCommand, issue
 from central.console import render
 from central.errors import EX_REJECTED, CentralError
 from central.keys import load_signing_key
@@ -63,6 +63,11 @@ def send_and_wait(params: dict[str, Any], name: str, args: dict[str, Any]) -> No
     device = known.get(params.pop("device_id"))
     key = load_signing_key(params.pop("key"))
     ttl = duration_s(params.pop("ttl"), "--ttl")
+    if ttl > MAX_TTL_S:
+        # The agent refuses longer-lived commands (validity_too_long): say so here.
+        raise CentralError(
+            f"--ttl is at most {MAX_TTL_S // 86400} days (the cabinet refuses longer)"
+        )
     timeout = duration_s(params.pop("timeout"), "--timeout")
     prefix = params.pop("prefix")
     options = broker_from(params)

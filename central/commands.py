@@ -28,6 +28,7 @@ from central.registry import Device
 from central.verify import parse_strict
 
 DEFAULT_TTL_S = 300
+MAX_TTL_S = 7 * 24 * 3600  # the agent refuses longer validity (validity_too_long)
 
 ANSWERS = {
     "policy": ("policy.applied", "policy.rejected", "command.rejected"),

@@ -109,6 +109,10 @@ def test_refusals_have_machine_readable_reasons(verifier):
         "bad_signature": (TOPIC + "ack", command("ack", {"alarm": "a"}, key=forger)),
         "wrong_device": (TOPIC + "ack", command("ack", {"alarm": "a"}, device="cab-2")),
         "expired": (TOPIC + "ack", command("ack", {"alarm": "a"}, expires=NOW - 1)),
+        "validity_too_long": (
+            TOPIC + "ack",
+            command("ack", {"alarm": "a"}, expires=NOW + 8 * 24 * 3600 * 1000),
+        ),
         "topic_mismatch": (TOPIC + "policy", command("ack", {"alarm": "a"})),
         "bad_args": (TOPIC + "ack", command("ack", {"alarm": 7})),
         "too_large": (TOPIC + "ack", b" " * (64 * 1024 + 1)),
