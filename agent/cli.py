@@ -7,6 +7,7 @@ Errors are one clear line on stderr with a documented exit code, never a traceba
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -193,6 +194,14 @@ def run(
         return
     except (StartupError, KeyFileError, OutboxError, PolicyError) as exc:
         fail(str(exc), EX_CONFIG)
+        return
+    except sqlite3.DatabaseError as exc:
+        # A damaged outbox is evidence: never "repair" it by starting a new one here.
+        fail(
+            f"the outbox in {config.state_dir} cannot be opened ({exc}); keep the file for "
+            "the audit, move it aside and start again to begin a new record",
+            1,
+        )
         return
     sys.exit(code)
 

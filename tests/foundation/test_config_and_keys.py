@@ -151,3 +151,25 @@ def test_every_kind_of_malformed_scenario_line_is_refused_with_its_line(tmp_path
     scenario.write_text(line + "\n")
     proc = agent("replay", str(scenario), "--policy", str(ROOT / "examples" / "policy.toml"))
     assert proc.returncode == 2 and "line " in proc.stderr and why in proc.stderr, proc.stderr
+
+
+def test_a_damaged_outbox_stops_the_agent_with_a_clear_message(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.db").write_bytes(b"this is not a database" * 100)
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        GOOD
+        + f'state_dir = "{state}"\n[hardware.sim]\nenabled = true\n'.replace(
+            "state_dir", "# moved"
+        ).replace("# moved", "state_dir", 0)
+    )
+    text = (
+        f'device = "cab-1"\nsite = "lab"\nstate_dir = "{state}"\n[hardware.sim]\nenabled = true\n'
+    )
+    config.write_text(text)
+    proc = agent("run", "--config", str(config))
+    assert proc.returncode == 1
+    assert "outbox" in proc.stderr and "cannot be opened" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (state / "outbox.db").read_bytes().startswith(b"this is not"), "evidence kept"
