@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from agent import wire
@@ -103,12 +104,24 @@ def _spawn_agent(broker: Broker, state_dir: Path, tls: bool = True) -> subproces
     )
 
 
-def _wait_line(proc: subprocess.Popen[str], expected: str) -> None:
+def _wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30.0) -> None:
+    """Wait for the child to print `expected`; never block the test run for ever."""
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip() == expected:
-            return
-    raise AssertionError(f"child exited ({proc.wait()}) before printing {expected!r}")
+    stream = proc.stdout
+    found = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            if line.strip() == expected:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    if not found.wait(timeout):
+        raise AssertionError(
+            f"child did not print {expected!r} within {timeout} s (exit code {proc.poll()})"
+        )
 
 
 def test_last_will_is_published_when_the_agent_process_is_killed(tmp_path, make_broker, recorder):
