@@ -5,7 +5,8 @@ Inputs arrive on the inbox from drivers and the downlink; due timers are fed bac
 only order that is safe:
 
 1. append every emitted event to the outbox and commit (one transaction: group commit);
-2. only then apply outputs (lock relay, fan, buzzer, LEDs), republish and persist.
+2. only then apply outputs (lock relay, fan, buzzer, LEDs), then hand the events to
+   the uplink and republish. (A policy is persisted before its commit: see flush.)
 
 If the commit fails, nothing is applied and the batch is retried: no output ever
 happens without its durable record (the write-ahead rule).
@@ -175,13 +176,17 @@ class Core:
             self._pending_drafts = []
             self.committed_events += len(envelopes)
         self.hooks.beat("outbox")
-        if envelopes:
-            self._call(self.hooks.committed, envelopes)
         actions, self._pending_actions = self._pending_actions, []
+        # Outputs before the uplink hears of the batch: `committed` wakes the uplink
+        # thread, which then competes for the GIL with the relay and fan calls; this
+        # way a publish waits for a few pin writes, not the relay for a publish.
         for action in actions:
             if isinstance(action, SetOutput):
                 self._call(self.hooks.apply_output, action.output, action.on)
-            elif isinstance(action, Republish):
+        if envelopes:
+            self._call(self.hooks.committed, envelopes)
+        for action in actions:
+            if isinstance(action, Republish):
                 self._call(self.hooks.republish, action.from_seq, action.to_seq)
         return envelopes
 

@@ -1,0 +1,44 @@
+"""`python -m bench --quick` runs (CI: under 3 minutes) and prints every figure.
+
+No timing is asserted here: the figures depend on the machine and belong in
+bench/RESULTS.md. What is checked is that every benchmark ran and reported the keys
+the issue names, each with its ratio to bare paho where there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.realparts import require_binary
+from tests.torture.harness import ROOT
+
+KEYS = {
+    "pipeline": {"ratio", "events_per_s", "raw_per_s"},
+    "alarm_latency": {"ratio", "p50_ms", "p99_ms", "raw_p99_ms"},
+    "decision": {"p50_ms", "p99_ms"},
+    "drain": {"ratio", "live_alarm_max_ms"},
+    "footprint": {"rss_mb", "rss_growth_mb", "idle_cpu_pct", "ready_s", "fsync_per_event"},
+}
+
+
+def test_bench_quick_reports_every_benchmark_as_json_then_a_table() -> None:
+    require_binary("mosquitto", "mosquitto")
+    require_binary("strace", "strace")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    by_name = {result["name"]: result for result in results}
+    assert list(by_name) == list(KEYS), "one JSON line per benchmark, in order"
+    for name, keys in KEYS.items():
+        missing = keys - by_name[name].keys()
+        assert not missing, f"{name} lacks {sorted(missing)}"
+        assert all(isinstance(by_name[name][k], int | float) for k in keys), by_name[name]
+    assert "benchmark" in done.stdout and "ratio" in done.stdout, "the human table"
