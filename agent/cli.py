@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,12 +20,28 @@ from agent.logs import configure
 from agent.wire import SigningKey
 from config.loading import EX_CONFIG, ConfigError, load_model
 
+if TYPE_CHECKING:
+    from drivers.scenario import Scenario
+
 EX_USAGE = 2
 
 
 def fail(message: str, code: int) -> None:
     click.echo(f"cabinet-agent: {message}", err=True)
     sys.exit(code)
+
+
+def read_scenario(path: Path) -> Scenario:
+    """A scenario file, or exit 2 naming the file (and the line, for a bad line)."""
+    from drivers.scenario import ScenarioError, parse_scenario
+
+    try:
+        return parse_scenario(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read scenario: {exc}", EX_USAGE)
+    except ScenarioError as exc:
+        fail(f"{path}: {exc}", EX_USAGE)
+    raise AssertionError("unreachable: fail() exits")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,19 +108,9 @@ def replay(
     from agent.replay import replay as run_replay
     from config.agent import load_agent_config
     from config.policy import Policy
-    from drivers.scenario import ScenarioError, parse_scenario
 
     configure("console" if sys.stderr.isatty() else "json", level="warning")
-    try:
-        text = scenario.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{scenario}: cannot read scenario: {exc}", EX_USAGE)
-        return
-    try:
-        parsed = parse_scenario(text)
-    except ScenarioError as exc:
-        fail(f"{scenario}: {exc}", EX_USAGE)
-        return
+    parsed = read_scenario(scenario)
     try:
         policy = load_model(Policy, policy_file)
         device = load_agent_config(config_file).device if config_file else None
@@ -160,7 +167,6 @@ def run(
     from agent.outbox import OutboxError
     from agent.policy_source import PolicyError
     from config.agent import load_agent_config
-    from drivers.scenario import ScenarioError, parse_scenario
 
     try:
         config = load_agent_config(config_file)
@@ -172,12 +178,7 @@ def run(
     if scenario_file is not None:
         if not config.hardware.simulated:
             fail("--scenario needs the simulated cabinet ([hardware.sim] in the config)", EX_USAGE)
-        try:
-            scenario = parse_scenario(scenario_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"{scenario_file}: cannot read scenario: {exc}", EX_USAGE)
-        except ScenarioError as exc:
-            fail(f"{scenario_file}: {exc}", EX_USAGE)
+        scenario = read_scenario(scenario_file)
     options = RunOptions(
         config_file,
         policy_file,
