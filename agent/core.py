@@ -78,6 +78,11 @@ class Core:
         self._pending_actions: list[Effect] = []
         self.errors = 0
         self.committed_events = 0
+        # Set while the core waits for input; cleared while it steps, commits and applies
+        # a batch. The uplink defers to it (Uplink.defer_to): the two threads share one
+        # interpreter lock, and a decision should not wait for a PUBACK's bookkeeping.
+        self.quiet = threading.Event()
+        self.quiet.set()
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -121,10 +126,14 @@ class Core:
                     batch.append(self.inbox.get_nowait())
             except queue.Empty:
                 pass
-            self.process(batch)
-            self.fire_due()
-            self.hooks.beat("core")
-            self._call(self.hooks.idle)
+            self.quiet.clear()
+            try:
+                self.process(batch)
+                self.fire_due()
+                self.hooks.beat("core")
+                self._call(self.hooks.idle)
+            finally:
+                self.quiet.set()
             if self.rules.stopped and not self._pending_drafts:
                 return
 

@@ -107,6 +107,7 @@ class Daemon:
             post=self.core.post,
             verifier=verifier,
         )
+        self.uplink.defer_to(self.core.quiet)
 
     # --- start-up ------------------------------------------------------------------------
 

@@ -25,15 +25,16 @@ from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent import wire
 from agent.backoff import Backoff, ReconnectSchedule, RefusalTracker
+from agent.broker_client import paho_client
 from agent.commands import CommandVerifier
-from agent.drain import URGENT_EXTRA, Drain
+from agent.drain import Drain
 from agent.outbox import Outbox
 from config.agent import AgentConfig
 from drivers.base import Post
@@ -42,6 +43,7 @@ from rules.inputs import AnyInput, CommandRejected
 log = structlog.get_logger("uplink")
 
 IDLE_S: Final = 0.5  # longest select: bounds how stale `progress` gets
+DEFER_MAX_S: Final = 0.002  # longest the uplink waits for a busy core (see defer_to)
 MAX_PACKET: Final = 1024 * 1024  # the broker drops bigger commands instead of sending them
 CONNACK_TIMEOUT_S: Final = 10.0  # a broker that accepts TCP but never answers is down
 
@@ -101,6 +103,8 @@ class Uplink:
         self._dropped = False  # paho or a failed publish saw the link die; _lost() follows
         self._inflight = self._drain.in_flight  # mid -> seq; bench/rig.py reads it too
         self._status_mids: set[int] = set()
+        self._core_quiet: threading.Event | None = None
+        self._defer_max_s = DEFER_MAX_S
         self._client = self._make_client()
 
     # --- public API (any thread) ------------------------------------------------------
@@ -118,6 +122,18 @@ class Uplink:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("uplink.stop_timeout", timeout_s=timeout)
+
+    def defer_to(self, core_quiet: threading.Event, max_wait_s: float = DEFER_MAX_S) -> None:
+        """Let the core finish its batch before handling network traffic.
+
+        Both threads need the interpreter lock, and the core gives it up at every system
+        call of a commit (signing no longer does, see agent.seal): without this, a PUBACK
+        arriving meanwhile takes the lock for its ~100 µs of paho bookkeeping, several
+        times inside one lock decision. The wait is bounded (DEFER_MAX_S), so a core busy
+        for long cannot stall the uplink, and it is released the moment the core is done.
+        """
+        self._core_quiet = core_quiet
+        self._defer_max_s = max_wait_s
 
     def notify(self, envelopes: Iterable[wire.Envelope]) -> None:
         """New committed events (core thread): cheap; alarms overtake any backlog."""
@@ -203,6 +219,9 @@ class Uplink:
             )
         except (OSError, ValueError):
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        quiet = self._core_quiet
+        if quiet is not None and not quiet.is_set():
+            quiet.wait(self._defer_max_s)
         if self._wake_r in readable:
             self._drain_wake()
         if sock in readable or pending:
@@ -238,29 +257,7 @@ class Uplink:
     # --- connection -------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        b = self._broker
-        v5 = b.protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=b.client_id or self._cfg.device,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
-        )
-        # Our own window is the limit; paho's only needs room for status and alarms.
-        client.max_inflight_messages_set(b.inflight + URGENT_EXTRA + 8)
-        client.suppress_exceptions = True
-        if b.tls:
-            client.tls_set(
-                ca_certs=str(self._cfg.state_path(b.ca_file)) if b.ca_file else None,
-                certfile=str(self._cfg.state_path(b.cert_file)) if b.cert_file else None,
-                keyfile=str(self._cfg.state_path(b.key_file)) if b.key_file else None,
-            )
-        if b.username:
-            password = None
-            if b.password_file:
-                password = self._cfg.state_path(b.password_file).read_text().strip()
-            client.username_pw_set(b.username, password)
-        client.will_set(self._status_topic, self._offline, qos=1, retain=True)
+        client = paho_client(self._cfg, self._status_topic, self._offline)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

@@ -8,6 +8,11 @@ by policy before it is raised, which would measure the policy, not the agent.)
 decision: the second badge posted to the core -> the lock relay output applied. That
 includes the commit (fsync) of `access.granted` and `lock.unlocked`, because the
 write-ahead rule forbids the relay to move before its record is durable.
+
+Both therefore sit on top of a floor no code can go under: one flush of the disk (the
+commit's fdatasync), plus, for the alarm, one bare publish -> PUBACK. Each benchmark
+measures that floor in the same run at the same point of its cycle (`FsyncProbe`), and
+reports how far above it the agent is (`floor_ratio`) next to the issue's own figures.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from agent.clock import SystemClock
 from agent.wire import Envelope, event_topic
-from bench.raw import RawClient
+from bench.raw import FsyncProbe, RawClient
 from bench.rig import DEVICE, SITE, WINDOW, make_agent
 from bench.stats import ms, percentile
 from rules.effects import Instant, OutputName
@@ -60,12 +65,14 @@ def _by_type(events: queue.SimpleQueue[Envelope], wanted: str) -> Envelope:
 
 def alarm_latencies(
     broker_port: int, broker_url: str, count: int
-) -> tuple[list[float], list[float], int]:
+) -> tuple[list[float], list[float], list[float], int]:
     """Post a leak -> PUBACK of its alarm.raised, and bare paho publish -> PUBACK of a
     message of the same size right after each: both see the same moment of the machine.
-    Returns (agent seconds, raw seconds, payload size)."""
+    Then a bare page flush, as long after the raw publish as the alarm's commit comes
+    after the previous one. Returns (agent, raw, flush seconds, payload size)."""
     agent = make_agent(broker_url)
     raw = RawClient(broker_port, WINDOW)
+    probe = FsyncProbe(agent.state_dir)
     topic = event_topic("cabinet", SITE, DEVICE, "alarm.raised")
     try:
         agent.probe.record_all = True
@@ -79,6 +86,7 @@ def alarm_latencies(
         core = agent.start_core()
         out: list[float] = []
         raw_out: list[float] = []
+        flush_out: list[float] = []
         size = 0
         for _ in range(count):
             t0 = time.perf_counter()
@@ -92,16 +100,21 @@ def alarm_latencies(
             time.sleep(GAP_S)
             raw_out.append(raw.puback_latency(topic, b"x" * size))
             time.sleep(GAP_S)
-        return out, raw_out, size
+            flush_out.append(probe.latency())
+            time.sleep(GAP_S)
+        return out, raw_out, flush_out, size
     finally:
+        probe.close()
         raw.close()
         agent.close()
 
 
 def bench_alarm_latency(broker_port: int, broker_url: str, quick: bool) -> dict[str, Any]:
     count = 1000 if quick else 3000
-    agent, raw, size = alarm_latencies(broker_port, broker_url, count)
+    agent, raw, flush, size = alarm_latencies(broker_port, broker_url, count)
     p99, raw_p99 = percentile(agent, 99), percentile(raw, 99)
+    # The floor of a durable alarm: a flush and a bare publish, paired by cycle.
+    floor = [f + r for f, r in zip(flush, raw, strict=True)]
     return {
         "name": "alarm_latency",
         "ratio": round(p99 / raw_p99, 2),
@@ -111,13 +124,21 @@ def bench_alarm_latency(broker_port: int, broker_url: str, quick: bool) -> dict[
         "raw_p50_ms": ms(percentile(raw, 50)),
         "p50_ratio": round(percentile(agent, 50) / percentile(raw, 50), 2),
         "max_ms": ms(max(agent)),
+        "fsync_p50_ms": ms(percentile(flush, 50)),
+        "fsync_p99_ms": ms(percentile(flush, 99)),
+        "floor_p99_ms": ms(percentile(floor, 99)),
+        "floor_ratio": round(p99 / percentile(floor, 99), 2),
         "alarms": count,
         "payload_bytes": size,
     }
 
 
-def decision_latencies(broker_url: str, count: int) -> list[float]:
+def decision_latencies(broker_url: str, count: int) -> tuple[list[float], list[float]]:
+    """Second badge -> relay, and a bare page flush in the same position of the cycle:
+    right after another flush (the first badge's commit), after the same quiet gap.
+    Returns (decision, flush seconds)."""
     agent = make_agent(broker_url)
+    probe = FsyncProbe(agent.state_dir)
     try:
         clock = JumpClock()
         lock_changes: queue.SimpleQueue[tuple[bool, float]] = queue.SimpleQueue()
@@ -137,7 +158,11 @@ def decision_latencies(broker_url: str, count: int) -> list[float]:
         while not lock_changes.empty():
             lock_changes.get()  # the fail-secure "all off" of system.started
         out: list[float] = []
+        flush_out: list[float] = []
         for _ in range(count):
+            probe.latency()  # stands for the first badge's commit
+            flush_out.append(probe.latency())  # for the second's
+            time.sleep(GAP_S)
             pending.clear()
             core.post(Badge("A", KEEPER_CARD))
             if not pending.wait(TIMEOUT_S):
@@ -155,18 +180,22 @@ def decision_latencies(broker_url: str, count: int) -> list[float]:
             if on:
                 raise RuntimeError("the lock output did not go off after the unlock window")
             time.sleep(GAP_S)
-        return out
+        return out, flush_out
     finally:
+        probe.close()
         agent.close()
 
 
 def bench_decision(broker_port: int, broker_url: str, quick: bool) -> dict[str, Any]:
     count = 500 if quick else 3000
-    values = decision_latencies(broker_url, count)
+    values, flush = decision_latencies(broker_url, count)
     return {
         "name": "decision",
         "p50_ms": ms(percentile(values, 50)),
         "p99_ms": ms(percentile(values, 99)),
         "max_ms": ms(max(values)),
+        "fsync_p50_ms": ms(percentile(flush, 50)),
+        "fsync_p99_ms": ms(percentile(flush, 99)),
+        "floor_ratio": round(percentile(values, 99) / percentile(flush, 99), 2),
         "decisions": count,
     }

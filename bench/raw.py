@@ -1,4 +1,5 @@
-"""The baseline every figure is divided by: bare paho-mqtt QoS 1 against the same broker.
+"""The baselines every figure is divided by: bare paho-mqtt QoS 1 against the same broker,
+and (for the latencies) a bare page flush on the agent's disk.
 
 The fastest way this machine can use paho: one thread that publishes and runs paho's
 loop itself (no `loop_start()` thread to bounce the GIL with), the same window, topic
@@ -11,6 +12,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -104,3 +106,37 @@ def raw_throughput(
         return RawThroughput(raw.acked, time.perf_counter() - started, process_cpu_s() - cpu)
     finally:
         raw.close()
+
+
+class FsyncProbe:
+    """The storage's half of the floor: one 4 KiB page written and `fdatasync`ed in the
+    agent's state directory, as bare as it gets (no SQLite, no signing).
+
+    The write-ahead rule puts one such flush before every output and every publish, and
+    on this kind of machine its cost depends on how long the disk was idle before (a few
+    tenths of a millisecond back to back, several after 10 ms of quiet): so the latency
+    benchmarks probe it in the same run, at the same moments of their cycle.
+    """
+
+    PAGE = 4096
+    PAGES = 256
+
+    def __init__(self, directory: Path) -> None:
+        self._fd = os.open(directory / "fsync-probe", os.O_RDWR | os.O_CREAT, 0o600)
+        # Written in full and flushed once, so a probe overwrites in place (no size
+        # change to journal), as the outbox's reused WAL mostly does.
+        os.pwrite(self._fd, b"\0" * (self.PAGE * self.PAGES), 0)
+        os.fsync(self._fd)
+        self._page = b"p" * self.PAGE
+        self._n = 0
+
+    def latency(self) -> float:
+        """Seconds for one page write plus its fdatasync."""
+        self._n = (self._n + 1) % self.PAGES
+        t0 = time.perf_counter()
+        os.pwrite(self._fd, self._page, self._n * self.PAGE)
+        os.fdatasync(self._fd)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        os.close(self._fd)

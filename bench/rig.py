@@ -151,6 +151,7 @@ class Agent:
         ]
         core.process(inputs)
         self.core = core
+        self.uplink.defer_to(core.quiet)  # as agent.daemon wires them
         self.core_thread = threading.Thread(
             target=core.run, args=(self._stop,), name="core", daemon=True
         )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import nacl.bindings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import wire
-from agent.seal import Draft, Sealer, chain_hash
+from agent.seal import Draft, Sealer, _gil_holding_signer, chain_hash
 
 KEY = wire.SigningKey.from_seed(bytes(range(32, 64)))
 
@@ -84,3 +85,21 @@ def test_the_fast_sealer_gives_the_reference_bytes_or_the_same_refusal(
         payload = fast[1][0]
         assert chain_hash(payload) == wire.chain_hash(payload)
         wire.verify_envelope(wire.parse_envelope(payload), KEY.public)
+
+
+SECRET = nacl.bindings.crypto_sign_seed_keypair(bytes(range(32, 64)))[1]  # KEY's
+
+
+def test_the_gil_holding_signer_is_available_on_the_pinned_pynacl() -> None:
+    # Without it the outbox silently falls back to PyNaCl's call, which releases the GIL
+    # (correct, but lock decisions get slower while the uplink is busy): a PyNaCl upgrade
+    # that drops the symbol must show up here, not in a benchmark months later.
+    assert _gil_holding_signer(SECRET) is not None
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(message=st.binary(max_size=2048))
+def test_the_gil_holding_signer_gives_pynacls_signature(message: bytes) -> None:
+    sign = _gil_holding_signer(SECRET)
+    assert sign is not None
+    assert sign(message) == nacl.bindings.crypto_sign(message, SECRET)[:64]

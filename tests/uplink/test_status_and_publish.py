@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from agent import wire
@@ -88,20 +89,23 @@ def test_birth_is_retained_and_stop_leaves_a_retained_clean_offline(
 def _spawn_agent(broker: Broker, state_dir: Path, tls: bool = True) -> subprocess.Popen[str]:
     cfg = broker_config(broker, tls=tls)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("agent_proc.py")),
-            str(state_dir),
-            cfg.model_dump_json(),
-            DEVICE,
-            SITE,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # The child's log goes to a file: a failure to connect then says why (_wait_line).
+    with (state_dir / "child.log").open("w") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("agent_proc.py")),
+                str(state_dir),
+                cfg.model_dump_json(),
+                DEVICE,
+                SITE,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
 
 
 def _wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30.0) -> None:
@@ -109,9 +113,11 @@ def _wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30.0
     assert proc.stdout is not None
     stream = proc.stdout
     found = threading.Event()
+    seen: list[str] = []  # structlog writes to stdout: the child's log is here too
 
     def read() -> None:
         for line in stream:
+            seen.append(line)
             if line.strip() == expected:
                 found.set()
                 return
@@ -119,8 +125,12 @@ def _wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30.0
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     if not found.wait(timeout):
+        log_path = Path(str(proc.args[2])) / "child.log"  # type: ignore[index]
+        stderr = log_path.read_text()[-2000:] if log_path.exists() else "(none)"
         raise AssertionError(
-            f"child did not print {expected!r} within {timeout} s (exit code {proc.poll()})"
+            f"child did not print {expected!r} within {timeout} s "
+            f"(exit code {proc.poll()}); its stdout ends:\n{''.join(seen[-30:])}\n"
+            f"its stderr ends:\n{stderr}"
         )
 
 
@@ -172,3 +182,48 @@ def test_sigterm_stops_cleanly_with_offline_and_events_sent(tmp_path, make_broke
     started = json.loads(rec.on(topic("evt/system"))[0].payload)
     assert started["type"] == "system.started"
     wire.parse_envelope(rec.on(topic("evt/system"))[0].payload)
+
+
+def test_an_uplink_deferring_to_a_core_that_never_goes_quiet_still_delivers_everything(
+    tmp_path, make_broker, recorder
+):
+    # The deferral is a courtesy bounded in time: a core stuck busy (a burst of inputs,
+    # or a bug) must not hold back the record of what it already committed.
+    broker = make_broker(tls=False)
+    rec = recorder(broker, topic("#"))
+    rig = make_rig(tmp_path, broker_config(broker))
+    never_quiet = threading.Event()
+    rig.uplink.defer_to(never_quiet)
+    rig.uplink.start()
+    try:
+        rig.emit(*[draft() for _ in range(40)])
+        rig.emit(draft("alarm.raised", "alarm", kind="leak"))
+        wait_until(lambda: rig.outbox.stats().unsent == 0, 20, "all marked sent")
+        events = [m for m in rec.snapshot() if "/evt/" in m.topic]
+        assert sorted(set(seqs_of([m.payload for m in events]))) == list(range(1, 42))
+    finally:
+        rig.close()
+
+
+def test_an_uplink_handles_network_traffic_only_once_the_core_is_quiet(
+    tmp_path, make_broker, recorder
+):
+    broker = make_broker(tls=False)
+    rig = make_rig(tmp_path, broker_config(broker))
+    quiet = threading.Event()
+    quiet.set()
+    rig.uplink.defer_to(quiet, max_wait_s=2.0)  # the real bound is 2 ms: long, to see it
+    rig.uplink.start()
+    try:
+        wait_until(lambda: rig.uplink.state == "connected", 10, "connected")
+        quiet.clear()  # the core starts a batch ...
+        rig.emit(draft())
+        time.sleep(0.3)
+        assert rig.uplink.stats()["published"] == 0  # ... nothing goes out while it lasts
+        quiet.set()
+        released = time.monotonic()
+        wait_until(lambda: rig.uplink.stats()["published"] == 1, 10, "published")
+        assert time.monotonic() - released < 1.0, "released by the core, not by the bound"
+        wait_until(lambda: rig.outbox.stats().unsent == 0, 10, "marked sent")
+    finally:
+        rig.close()
