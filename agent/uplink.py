@@ -5,7 +5,8 @@ socket and a wake-up socketpair, then `loop_read`/`loop_write`/`loop_misc`). PUB
 callbacks, the drain and the marks all run on that thread, so the in-flight bookkeeping
 needs no lock, and there is no second thread bouncing the GIL on every PUBACK as with
 `loop_start()` plus a publisher thread. The core thread only appends to a deque and
-writes one byte to wake us (`notify`).
+writes one byte to wake us (`notify`); and while the core is busy with a batch, we let
+it finish (for at most 2 ms, `defer_to`) before running paho.
 
 The outbox is the source of truth. Paho's own queue is dropped on every reconnect and
 the drain (agent.drain: what to publish next, and what each PUBACK means) restarts from
