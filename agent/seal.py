@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import functools
 import hashlib
 import json
 import re
@@ -153,6 +154,22 @@ def _gil_holding_signer(secret: bytes) -> Callable[[bytes], bytes] | None:
     library is the one PyNaCl already loaded, so the signatures are the same bytes;
     without its symbol (another PyNaCl build), the releasing call is used.
     """
+    function = _sodium_detached()
+    if function is None:
+        return None
+
+    def sign(message: bytes) -> bytes:
+        out = ctypes.create_string_buffer(64)
+        if function(out, None, message, len(message), secret) != 0:
+            raise RuntimeError("crypto_sign_ed25519_detached failed")
+        return out.raw
+
+    return sign
+
+
+@functools.cache
+def _sodium_detached() -> Any:
+    # Importing nacl.bindings has run sodium_init() on this very library.
     try:
         function = ctypes.PyDLL(nacl._sodium.__file__).crypto_sign_ed25519_detached
     except (OSError, AttributeError):
@@ -166,14 +183,7 @@ def _gil_holding_signer(secret: bytes) -> Callable[[bytes], bytes] | None:
         ctypes.c_char_p,  # the 64-byte secret key (seed + public key)
     ]
     function.restype = ctypes.c_int
-
-    def sign(message: bytes) -> bytes:
-        out = ctypes.create_string_buffer(64)
-        if function(out, None, message, len(message), secret) != 0:
-            raise RuntimeError("crypto_sign_ed25519_detached failed")
-        return out.raw
-
-    return sign
+    return function
 
 
 def _plain(value: object, depth: int) -> bool:
