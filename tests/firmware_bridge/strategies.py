@@ -57,3 +57,21 @@ messages: st.SearchStrategy[Message] = st.one_of(
 def frames(draw: st.DrawFn) -> Frame:
     message = draw(messages)
     return Frame(draw(seq) if message.RELIABLE else 0, message)
+
+
+@st.composite
+def byte_mutation(draw: st.DrawFn, data: bytes, max_edits: int = 3) -> bytes:
+    """`data` with 1..max_edits edits: a bit flipped, bytes inserted or removed, truncated."""
+    out = bytearray(data)
+    for _ in range(draw(st.integers(1, max_edits))):
+        where = draw(st.integers(0, max(0, len(out) - 1)))
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        if kind == "flip" and out:
+            out[where] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "insert":
+            out[where:where] = draw(st.binary(min_size=1, max_size=4))
+        elif kind == "delete" and out:
+            del out[where]
+        elif kind == "truncate":
+            del out[where:]
+    return bytes(out)

@@ -20,7 +20,7 @@ from firmware_bridge.protocol import (
     decode_frame,
     encode,
 )
-from tests.firmware_bridge.strategies import frames
+from tests.firmware_bridge.strategies import byte_mutation, frames
 
 CI = settings(max_examples=2000, deadline=None, database=None)
 CI_CHEAP = settings(max_examples=3000, deadline=None, database=None)
@@ -51,19 +51,7 @@ def feed_in_pieces(decoder: Decoder, data: bytes, cut_points: bytes) -> list[Fra
 @st.composite
 def damaged(draw: st.DrawFn) -> bytes:
     """An encoded frame truncated, bit-flipped, with bytes inserted or removed."""
-    data = bytearray(encode(draw(frames())))
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["truncate", "flip", "insert", "delete"]))
-        where = draw(st.integers(0, max(0, len(data) - 1)))
-        if kind == "truncate":
-            del data[where:]
-        elif kind == "flip" and data:
-            data[where] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "insert":
-            data[where:where] = draw(st.binary(min_size=1, max_size=4))
-        elif kind == "delete" and data:
-            del data[where]
-    return bytes(data)
+    return draw(byte_mutation(encode(draw(frames())), max_edits=4))
 
 
 # --- the properties ---------------------------------------------------------------------

@@ -88,20 +88,6 @@ def write_config(
     return path
 
 
-def device_key(directory: Path) -> VerifyKey:
-    """Provision the device key up front, so every run of the agent signs with it."""
-    state = directory / "state"
-    state.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "keygen", "--out", str(state / "device.key")],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
-    return VerifyKey.from_text(out)
-
-
 class Agent:
     """`cabinet-agent run` on the simulated cabinet, its output in a log file."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent import wire
+from tests.daemon.agent_process import keygen
 from tests.support.broker import Broker
 from tests.support.fixtures import Recorder
 from tests.torture.harness import (
@@ -28,7 +29,6 @@ from tests.torture.harness import (
     Agent,
     Deliveries,
     Ledger,
-    device_key,
     read_outbox,
     seq_runs,
     short_scene,
@@ -82,7 +82,7 @@ def test_fifty_broker_kills_under_load_lose_nothing_and_each_return_gets_a_birth
     recorder = Recorder(broker, "cabinet/#").start()
     deliveries = Deliveries(recorder.snapshot)
     central = wire.SigningKey.generate()
-    key = device_key(tmp_path)
+    key = keygen(tmp_path)  # provisioned up front: every run signs with it
     # reconnect_min_s = 1: the fastest the agent is allowed to come back.
     config = write_config(
         tmp_path, broker.url, central_pubkey=central.public.to_text(), reconnect_min_s=1

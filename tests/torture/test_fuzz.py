@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from agent import wire
 from firmware_bridge.messages import Ack, Nack
 from firmware_bridge.protocol import encode
-from tests.firmware_bridge.strategies import frames
+from tests.firmware_bridge.strategies import byte_mutation, frames
 from tests.torture.fuzz_checks import (
     COMMAND_NAMES,
     ROOT,
@@ -48,23 +48,6 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-
-
-@st.composite
-def byte_mutation(draw: st.DrawFn, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 3))):
-        where = draw(st.integers(0, max(0, len(out) - 1)))
-        kind = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        if kind == "flip" and out:
-            out[where] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "insert":
-            out[where:where] = draw(st.binary(min_size=1, max_size=4))
-        elif kind == "delete" and out:
-            del out[where]
-        elif kind == "truncate":
-            del out[where:]
-    return bytes(out)
 
 
 @st.composite

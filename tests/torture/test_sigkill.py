@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon.agent_process import keygen
 from tests.support.broker import Broker
 from tests.support.fixtures import Recorder
 from tests.torture.harness import (
     Agent,
     Deliveries,
     Ledger,
-    device_key,
     read_outbox,
     short_scene,
     steady_load,
@@ -40,7 +40,7 @@ def kill_at_random(tmp_path: Path, broker: Broker, kills: int, seed: int) -> Non
     rng = random.Random(seed)
     recorder = Recorder(broker, "cabinet/#").start()
     deliveries = Deliveries(recorder.snapshot)
-    key = device_key(tmp_path)
+    key = keygen(tmp_path)  # provisioned up front: every run signs with it
     config = write_config(tmp_path, broker.url)
     state = tmp_path / "state"
     load = tmp_path / "steady.jsonl"
