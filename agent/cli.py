@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import structlog
 
 from agent import __version__
 from agent.keys import KeyFileError, read_key, write_new_key
@@ -67,14 +68,18 @@ def keygen(out: Path) -> None:
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path))
 def check_config(file: Path) -> None:
-    """Validate an agent.toml; exit 78 naming the file, key and problem if it is wrong."""
+    """Make every check `run` makes before it starts; exit 78 naming each problem."""
+    from agent.preflight import check_before_start
     from config.agent import load_agent_config
 
     try:
         config = load_agent_config(file)
+        warnings = check_before_start(config, file)
     except ConfigError as exc:
         fail(f"configuration error\n{exc}", EX_CONFIG)
         return
+    for warning in warnings:
+        click.echo(f"cabinet-agent: warning: {warning}", err=True)
     parts = [
         name
         for name in ("gpio", "readers", "modbus", "bridge", "sim")
@@ -166,14 +171,25 @@ def run(
     from agent.keys import KeyFileError
     from agent.outbox import OutboxError
     from agent.policy_source import PolicyError
+    from agent.preflight import check_before_start, prepare_state_dir
     from config.agent import load_agent_config
 
     try:
         config = load_agent_config(config_file)
+        warnings = check_before_start(config, config_file)
     except ConfigError as exc:
         fail(f"configuration error\n{exc}", EX_CONFIG)
         return
     configure(config.log_format)
+    log = structlog.get_logger("cli")
+    for warning in warnings:
+        log.warning("config.warning", problem=warning)
+    try:
+        for tightened in prepare_state_dir(config):
+            log.warning("state_dir.tightened", path=tightened)
+    except OSError as exc:
+        fail(f"configuration error\n{config_file}: state_dir: {exc}", EX_CONFIG)
+        return
     scenario = None
     if scenario_file is not None:
         if not config.hardware.simulated:

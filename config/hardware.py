@@ -54,6 +54,7 @@ class GpioInput(_Strict):
         if isinstance(value, str):
             raise ValueError('pull_up is true, false or "external"')
         return value
+
     normally_closed: StrictBool = False
     debounce_ms: DebounceMs | None = None  # None: the `[hardware.gpio]` debounce_ms
 
@@ -100,6 +101,65 @@ class GpioConfig(_Strict):
                 raise ValueError(f"{name}.pin: GPIO {line.pin} is already used by {seen[line.pin]}")
             seen[line.pin] = name
         return self
+
+    @model_validator(mode="after")
+    def _lock_stays_off_from_power_on(self) -> GpioConfig:
+        problem = lock_relay_power_on_problem(self.lock_relay)
+        if problem:
+            raise ValueError(f"lock_relay: {problem}")
+        return self
+
+    def open_loop_warnings(self) -> list[str]:
+        """Alarm contacts wired normally-open: a cut wire reads as "all quiet"."""
+        return [
+            f"hardware.gpio.{name}: normally-open loop: a cut or unplugged wire reads as "
+            f"{ALL_QUIET[name]}; wire a normally-closed contact and set normally_closed = true"
+            for name in ALARM_LOOPS
+            if (line := getattr(self, name)) is not None and not line.normally_closed
+        ]
+
+
+# The Raspberry Pi's SoCs (BCM2835 to BCM2712/RP1) hold GPIO 0-8 pulled up and 9-27
+# pulled down from power-on until software configures them; 14/15 may be handed to the
+# UART by the firmware before Linux runs (TXD idles high, a boot console toggles it).
+PULLED_UP_AT_POWER_ON = range(0, 9)
+UART_PINS = (14, 15)
+ALARM_LOOPS = ("door", "tamper", "leak")
+ALL_QUIET = {"door": "door shut", "tamper": "enclosure shut", "leak": "floor dry"}
+
+
+def lock_relay_power_on_problem(relay: GpioOutput | None) -> str | None:
+    """Why this lock relay could be energised (the cabinet open) before the agent runs.
+
+    Active-high: energised while the line is high, so a pin pulled up at power-on pulls
+    it in. Active-low ("low-level trigger" modules): energised whenever the line is not
+    actively driven high: while the Pi is off or booting with the relay board powered
+    (an unpowered GPIO clamps its input low), on any pin pulled down at power-on, and a
+    3.3 V high does not reliably turn a 5 V low-level module off. No pin makes that
+    fail-secure, so an active-low lock relay is refused; put a transistor stage in front
+    (then the line is active-high) or use a high-level trigger module.
+    """
+    if relay is None:
+        return None
+    if not relay.active_high:
+        return (
+            f"an active-low relay on GPIO {relay.pin} pulls in whenever the Pi does not drive "
+            "the line high (Pi off or booting, pin pulled down at power-on): the cabinet "
+            "could open before the agent runs; use a high-level trigger relay "
+            "(active_high = true) on GPIO 9-27"
+        )
+    if relay.pin in PULLED_UP_AT_POWER_ON:
+        return (
+            f"GPIO {relay.pin} is pulled up at power-on, which energises an active-high relay "
+            "before the agent runs: the cabinet would open; use a pin pulled down at power-on "
+            "(GPIO 9-27, not 14/15)"
+        )
+    if relay.pin in UART_PINS:
+        return (
+            f"GPIO {relay.pin} may be the UART at boot (TXD idles high): the relay could "
+            "pull in before the agent runs; use another pin of GPIO 9-27"
+        )
+    return None
 
 
 class ReadersConfig(_Strict):
