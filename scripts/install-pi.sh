@@ -97,12 +97,18 @@ fi
 # --- 2. the agent in its own venv under /opt -------------------------------------------------
 # --system-site-packages: the venv sees Debian's python3-lgpio (a C library binding).
 [ -x "$VENV/bin/python" ] || run python3 -m venv --system-site-packages "$VENV"
-spec="$SRC"
-[ -n "$EXTRAS" ] && spec="$SRC[$EXTRAS]"
+# Build from a clean copy: setuptools leaves build/ in a source tree and reuses it, so a
+# module deleted upstream would live on in the next upgrade.
+STAGE="$(mktemp -d)"
+trap 'rm -rf "$STAGE"' EXIT
+tar -C "$SRC" --exclude=./.venv --exclude=./build --exclude=./.git --exclude='*.egg-info' \
+    --exclude=__pycache__ -cf - . | tar -C "$STAGE" -xf -
+spec="$STAGE"
+[ -n "$EXTRAS" ] && spec="$STAGE[$EXTRAS]"
 # --force-reinstall of the agent only (not its pinned dependencies): an upgrade from a
 # checkout whose version number did not change still replaces the code.
 run "$VENV/bin/pip" install -q --disable-pip-version-check "$spec"
-run "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$SRC"
+run "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$STAGE"
 run install -D -m 0644 "$SRC/docs/install-pi.md" "$OPT/docs/install-pi.md"
 
 # --- 3. the system user (and its device groups) ----------------------------------------------
@@ -140,6 +146,20 @@ else
     fi
 fi
 run install -d -m 0700 -o "$uid" -g "$gid" "$STATE"
+
+# On a Raspberry Pi the firmware drives the lock relay and the other output lines of the
+# skeleton's wiring low from the first moment of boot, before Linux and the agent run.
+BOOT_CONFIG="$R/boot/firmware/config.txt"
+EARLY_LOW="gpio=12,16,24,25,26=op,dl"
+if [ -f "$BOOT_CONFIG" ] && ! grep -qx "$EARLY_LOW" "$BOOT_CONFIG"; then
+    if [ "$DRY" = 1 ]; then
+        echo "would add $EARLY_LOW to $BOOT_CONFIG"
+    else
+        printf '# cabinet-agent: output lines low from power-on (lock relay GPIO 24)\n%s\n' \
+            "$EARLY_LOW" >> "$BOOT_CONFIG"
+        say "added $EARLY_LOW to $BOOT_CONFIG (takes effect at the next boot)"
+    fi
+fi
 
 # --- 5. the device key: created once, never replaced ------------------------------------------
 KEY="$STATE/device.key"

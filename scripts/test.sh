@@ -21,6 +21,19 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,pcsc]'
 
+# `scripts/test.sh --target arm64`: the install on an emulated Debian 12 arm64 root
+# (slow, minutes; not part of the default run). See scripts/target-arm64.sh.
+if [ "${1:-}" = --target ]; then
+    [ "${2:-}" = arm64 ] || { echo "scripts/test.sh: --target takes arm64" >&2; exit 2; }
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        for pkg in debootstrap qemu-user-static bc; do
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+                || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+        done
+    fi
+    exec scripts/target-arm64.sh
+fi
+
 echo "== ruff";  .venv/bin/ruff check .
 echo "== mypy";  .venv/bin/mypy agent config rules drivers firmware_bridge central
 echo "== pytest"

@@ -70,6 +70,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         pytest.fail("the install script test runs as root (it creates users in the prefix)")
     require_binary("systemd-sysusers", "systemd")
     prefix = tmp_path_factory.mktemp("target")
+    (prefix / "boot/firmware").mkdir(parents=True)  # a Raspberry Pi OS boot partition
+    (prefix / "boot/firmware/config.txt").write_text("[all]\n")
     done = install(prefix, "--device", "cab-t1", "--site", "lab")
     return prefix, done.stdout
 
@@ -161,6 +163,9 @@ def test_an_upgrade_keeps_config_key_and_outbox(installed: tuple[Path, str]) -> 
     assert snapshot(kept) == before
     assert printed_pubkey(again.stdout) == printed_pubkey(first_output)
     assert "kept" in again.stdout and "(never overwritten)" in again.stdout
+    # The firmware line that holds the output pins low from power-on, added exactly once.
+    boot = (prefix / "boot/firmware/config.txt").read_text().splitlines()
+    assert boot.count("gpio=12,16,24,25,26=op,dl") == 1
 
 
 def test_uninstall_removes_the_software_and_keeps_the_record(tmp_path: Path) -> None:
