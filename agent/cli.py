@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import click
 
 from agent import __version__
-from agent.keys import KeyFileError, read_key, write_new_key
 from agent.logs import configure
 from agent.wire import SigningKey
+from agent.wire.key_files import KeyFileError, read_key, write_new_key
 from config.loading import EX_CONFIG, ConfigError, load_model
 
 if TYPE_CHECKING:
@@ -163,9 +163,9 @@ def run(
 ) -> None:
     """Run the agent: drivers, rules, outbox, uplink, health."""
     from agent.daemon import Daemon, RunOptions, StartupError
-    from agent.keys import KeyFileError
     from agent.outbox import OutboxError
     from agent.policy_source import PolicyError
+    from agent.wire.key_files import KeyFileError
     from config.agent import load_agent_config
 
     try:

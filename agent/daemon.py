@@ -25,13 +25,13 @@ from agent.clocksync import clock_synchronized
 from agent.commands import CommandVerifier, load_persisted_policy, persist_policy
 from agent.core import Core, CoreHooks
 from agent.health import Health, LoopMonitor, status_line
-from agent.keys import read_key, write_new_key
 from agent.nonces import NonceStore
 from agent.outbox import Outbox
 from agent.policy_source import PolicyError, read_policy_file
 from agent.status import rules_view, write_status
 from agent.uplink import Uplink
 from agent.wire import VerifyKey, WireError
+from agent.wire.key_files import read_key, write_new_key
 from config.agent import AgentConfig
 from config.loading import ConfigError
 from drivers.base import Driver
