@@ -105,6 +105,9 @@ class _Refused(Exception):
         self.reason = reason
 
 
+PolicyRefused = _Refused  # what `open_policy` raises, for callers outside this module
+
+
 # --- the verifier ------------------------------------------------------------------------
 
 
