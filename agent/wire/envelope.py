@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from agent.wire.encoding import (
     MAX_DEPTH,
     MalformedJson,
     WireError,
+    b64u,
     canonical,
     chain_hash,
     reject_floats,
 )
-from agent.wire.signing import SigningKey, VerifyKey, check_signature, sign_document
+from agent.wire.signing import SigningKey, VerifyKey, check_signature
 from agent.wire.strict_json import parse_json
 
 ENVELOPE_VERSION: Final = 1
@@ -73,7 +74,12 @@ def build_envelope(
     prev: str,
     key: SigningKey,
 ) -> Envelope:
-    """The one way to make envelope bytes: sign, then canonicalise with `sig`."""
+    """The one way to make envelope bytes: canonicalise, sign, then add `sig`.
+
+    The canonical bytes with `sig` differ from the signed message only by `"sig":"…"`
+    where it sorts (`sev` < `sig` < `ts`), so it is spliced in instead of encoding the
+    whole envelope a second time (docs/decisions.md, "Sealing an envelope").
+    """
     if sev not in SEVERITIES:
         raise WireError(f"sev {sev!r} is not one of {sorted(SEVERITIES)}")
     unsigned: dict[str, Any] = {
@@ -89,9 +95,38 @@ def build_envelope(
         "data": dict(data),
         "prev": prev,
     }
-    reject_floats(unsigned["data"], "data")
-    signed = sign_document(unsigned, key)
-    return Envelope(signed, canonical(signed))
+    if not _plain(unsigned["data"], 0):
+        reject_floats(unsigned["data"], "data")  # says what is wrong, or lets tuples by
+    message = canonical(unsigned)
+    sig = b64u(key.sign(message))
+    signed = {**unsigned, "sig": sig}
+    # After "ts" come only "type" (a JSON string: no bare quote inside) and "v", so the
+    # last `,"ts":` is the top-level one, provided ts is the integer the contract says.
+    if _all_int(ts, mono, boot, seq) and isinstance(type, str):
+        cut = message.rindex(b',"ts":')
+        payload = b"%s,\"sig\":\"%s\"%s" % (message[:cut], sig.encode("ascii"), message[cut:])
+    else:
+        payload = canonical(signed)
+    return Envelope(signed, payload)
+
+
+def _all_int(*values: object) -> bool:
+    return all(type(v) is int for v in values)
+
+
+def _plain(value: object, depth: int) -> bool:
+    """JSON that needs no checking: str, int, bool, None, str-keyed dicts, lists."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        items = cast("dict[Any, Any]", value).items()
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in items)
+    if kind is list:
+        return all(_plain(v, depth + 1) for v in cast("list[Any]", value))
+    return False
 
 
 def parse_envelope(payload: bytes | str) -> dict[str, Any]:
