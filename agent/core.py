@@ -4,7 +4,9 @@ Inputs arrive on the inbox from drivers and the downlink; due timers are fed bac
 `TimerFired`. For each batch the core steps the rules, then performs the effects in the
 only order that is safe:
 
-1. append every emitted event to the outbox and commit (one transaction: group commit);
+1. append every emitted event to the outbox and commit (one transaction: group commit),
+   together with the rules' durable state as it stands after the batch (DESIGN §4.7),
+   so that after a power cut the state and the record always agree;
 2. only then apply outputs (lock relay, fan, buzzer, LEDs), then hand the events to
    the uplink and republish. (A policy is persisted before its commit: see flush.)
 
@@ -26,7 +28,8 @@ import structlog
 
 from agent.clock import Clock
 from agent.outbox import Draft, Outbox
-from agent.wire import Envelope
+from agent.wire import Envelope, canonical
+from rules import durable
 from rules.cabinet import CabinetRules
 from rules.effects import (
     CancelTimer,
@@ -175,7 +178,8 @@ class Core:
                 action.persisted = True
         if self._pending_drafts:
             try:
-                envelopes = self.outbox.append_batch(self._pending_drafts)
+                state = canonical(durable.to_state(self.rules, self.clock.now()))
+                envelopes = self.outbox.append_batch(self._pending_drafts, state=state)
             except Exception:
                 # Disk full or I/O error: keep everything pending and apply nothing.
                 self.errors += 1

@@ -160,7 +160,12 @@ class Daemon:
         self._clock_ok = bool(clock_synchronized())
         self.core.process(
             [
-                i.Started(__version__, self.outbox.boot),
+                i.Started(
+                    __version__,
+                    self.outbox.boot,
+                    self.outbox.resumed_from_seq,
+                    self.outbox.saved_state,
+                ),
                 i.ClockStatus(self._clock_ok),
                 *self._initial_policies(),
             ]
@@ -207,7 +212,8 @@ class Daemon:
         drivers: list[Driver] = list(build_drivers(hardware))
         if hardware.simulated:
             policy = self.rules.policy
-            self.sim = SimDriver(policy, self.options.scenario, self.clock)
+            state_file = self.config.state_dir / "sim-cabinet.json"
+            self.sim = SimDriver(policy, self.options.scenario, self.clock, state_file)
             drivers.append(self.sim)
         try:
             check_outputs(drivers)  # also guarded when the config is read; never two owners

@@ -27,12 +27,13 @@ with a short pass under the write lock.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -124,6 +125,10 @@ class Outbox:
             self._last_seq = int(meta.get("last_seq", 0))
             self._last_hash = str(meta.get("last_hash", GENESIS_PREV))
             self._bytes = int(meta.get("bytes", 0))
+            # The rules' state as committed with the last batch (agent.core): the
+            # cabinet resumes from it. None before the first commit of the first boot.
+            self._state: bytes | None = meta.get("rules_state")
+            self.resumed_from_seq = self._last_seq
             self._put_meta(device=device, pubkey=pub, boot=self.boot)
             self._db.execute("COMMIT")
         except BaseException:
@@ -155,9 +160,13 @@ class Outbox:
     def append(self, draft: Draft) -> Envelope:
         return self.append_batch([draft])[0]
 
-    def append_batch(self, drafts: Sequence[Draft]) -> list[Envelope]:
+    def append_batch(
+        self, drafts: Sequence[Draft], *, state: bytes | None = None
+    ) -> list[Envelope]:
         """Sign, chain and commit all drafts in one transaction; return them in order.
 
+        `state` is the rules' durable state after these events (canonical JSON): it is
+        written in the same transaction, and only when it differs from the last one.
         Returns only after the commit is durable. If it raises, nothing of the batch
         was committed and seq, prev and the byte count are unchanged.
         """
@@ -182,11 +191,15 @@ class Outbox:
                         seq, prev, size, extra = self._make_room(seq, prev, size, drafts[-1])
                         out.extend(extra)
                     self._put_meta(last_seq=seq, last_hash=prev, bytes=size)
+                    if state is not None and state != self._state:
+                        self._put_meta(rules_state=state)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             self._last_seq, self._last_hash, self._bytes = seq, prev, size
+            if state is not None:
+                self._state = state
             self._wrote(len(rows))
             return out
 
@@ -247,6 +260,19 @@ class Outbox:
             freed += length
         self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in doomed])
         return freed
+
+    @property
+    def saved_state(self) -> dict[str, Any] | None:
+        """The durable rule state committed last, or None (first start, or unreadable:
+        then the rules start without it and record a `system.warning`)."""
+        if self._state is None:
+            return None
+        try:
+            state = json.loads(self._state)
+        except ValueError:
+            log.error("outbox.state_unreadable", bytes=len(self._state))
+            return {"format": None}
+        return state if isinstance(state, dict) else {"format": None}
 
     # --- reading and marking (uplink thread) -------------------------------------------
 
