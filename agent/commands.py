@@ -37,6 +37,7 @@ Verdict = CommandReceived | PolicyLoaded | CommandRejected
 COMMAND_FIELDS: Final = frozenset(
     {"v", "device", "name", "nonce", "issued_at_ms", "expires_at_ms", "args", "sig"}
 )
+MAX_SAFE_INT: Final = 2**53 - 1  # the largest integer every JSON reader keeps exactly
 MAX_DEPTH: Final = 32  # a real policy command nests ~8 deep
 POLICY_FILE: Final = "policy.json"
 PURGE_EVERY_MS: Final = 10 * 60 * 1000
@@ -49,6 +50,8 @@ _NONCE_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SIGNATURE_ERRORS: Final = frozenset({"bad signature", "missing sig", "not unpadded base64url"})
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+# Free text (a comment, a purpose): 1-500 characters, no control characters (§4.5).
+FreeText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
 
 # --- args of each command (§4.5 table) -------------------------------------------------
@@ -64,7 +67,7 @@ class PolicyArgs(_Args):
 
 class ApproveArgs(_Args):
     person: Id
-    by: Id | None = None  # the approving operator, recorded as the second person
+    by: Id  # the approving person (policy id), recorded as the second person
 
 
 class ApproveWithdrawalArgs(_Args):
@@ -76,6 +79,8 @@ class ApproveWithdrawalArgs(_Args):
 
 class AckArgs(_Args):
     alarm: Id
+    by: Id | None = None  # who acknowledged (policy person id), for the record
+    comment: FreeText | None = None
 
 
 class SnapshotArgs(_Args):
@@ -157,7 +162,7 @@ class CommandVerifier:
             raise _Refused("malformed") from None
         if not isinstance(doc, dict):
             raise _Refused("malformed")
-        if not _shallow_enough(doc) or _has_float(doc):
+        if not _shallow_enough(doc) or _has_float_or_huge_int(doc):
             raise _Refused("malformed")
         return doc
 
@@ -260,12 +265,16 @@ def _shallow_enough(doc: object) -> bool:
     return True
 
 
-def _has_float(doc: object) -> bool:
-    # §4.1: integers only; a float (or NaN, Infinity) has no canonical form to sign.
+def _has_float_or_huge_int(doc: object) -> bool:
+    # §4.1: integers only; a float (or NaN, Infinity) has no canonical form to sign. An
+    # integer beyond 2^53 has none in most JSON readers either, and no SQLite column
+    # holds 2^70: such a command can never pass, so it is malformed, not a crash later.
     stack: list[object] = [doc]
     while stack:
         value = stack.pop()
         if isinstance(value, float):
+            return True
+        if type(value) is int and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
             return True
         if isinstance(value, dict):
             stack.extend(value.values())
