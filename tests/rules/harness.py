@@ -147,3 +147,10 @@ class Cabinet:
 
     def output(self, name: str) -> bool:
         return self.rules.outputs[name]  # type: ignore[index]
+
+
+def alarm_condition(data: dict[str, Any]) -> tuple[object, ...]:
+    """What an alarm is about: the record must never hold two open alarms for it."""
+    fields = ("kind", "slot", "container", "sensor", "reader", "detail")
+    session = data.get("session") if data["kind"] == "mass_mismatch" else None
+    return (*(data.get(f) for f in fields), session)
