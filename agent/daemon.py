@@ -23,7 +23,7 @@ from agent import __version__
 from agent.clock import Clock, ScaledClock, SystemClock
 from agent.clocksync import clock_synchronized
 from agent.commands import CommandVerifier, load_persisted_policy, persist_policy
-from agent.core import Core, CoreHooks
+from agent.core import Core, CoreHooks, saved_state
 from agent.health import Health, LoopMonitor, status_line
 from agent.keys import read_key, write_new_key
 from agent.nonces import NonceStore
@@ -164,7 +164,7 @@ class Daemon:
                     __version__,
                     self.outbox.boot,
                     self.outbox.resumed_from_seq,
-                    self.outbox.saved_state,
+                    saved_state(self.outbox),
                 ),
                 i.ClockStatus(self._clock_ok),
                 *self._initial_policies(),

@@ -27,13 +27,12 @@ with a short pass under the write lock.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import structlog
 
@@ -126,8 +125,12 @@ class Outbox:
             self._last_hash = str(meta.get("last_hash", GENESIS_PREV))
             self._bytes = int(meta.get("bytes", 0))
             # The rules' state as committed with the last batch (agent.core): the
-            # cabinet resumes from it. None before the first commit of the first boot.
-            self._state: bytes | None = meta.get("rules_state")
+            # cabinet resumes from it. Empty before the first commit of the first boot.
+            self._state: dict[str, bytes] = {
+                k.removeprefix("state."): bytes(v)
+                for k, v in meta.items()
+                if k.startswith("state.")
+            }
             self.resumed_from_seq = self._last_seq
             self._put_meta(device=device, pubkey=pub, boot=self.boot)
             self._db.execute("COMMIT")
@@ -161,12 +164,13 @@ class Outbox:
         return self.append_batch([draft])[0]
 
     def append_batch(
-        self, drafts: Sequence[Draft], *, state: bytes | None = None
+        self, drafts: Sequence[Draft], *, state: Mapping[str, bytes] | None = None
     ) -> list[Envelope]:
         """Sign, chain and commit all drafts in one transaction; return them in order.
 
-        `state` is the rules' durable state after these events (canonical JSON): it is
-        written in the same transaction, and only when it differs from the last one.
+        `state` is the rules' durable state after these events, in named parts (see
+        agent.core.StateEncoder): written in the same transaction, each part only when
+        it differs from the one stored.
         Returns only after the commit is durable. If it raises, nothing of the batch
         was committed and seq, prev and the byte count are unchanged.
         """
@@ -191,15 +195,15 @@ class Outbox:
                         seq, prev, size, extra = self._make_room(seq, prev, size, drafts[-1])
                         out.extend(extra)
                     self._put_meta(last_seq=seq, last_hash=prev, bytes=size)
-                    if state is not None and state != self._state:
-                        self._put_meta(rules_state=state)
+                    changed = {k: v for k, v in (state or {}).items() if self._state.get(k) != v}
+                    if changed:
+                        self._put_meta(**{f"state.{k}": v for k, v in changed.items()})
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             self._last_seq, self._last_hash, self._bytes = seq, prev, size
-            if state is not None:
-                self._state = state
+            self._state.update(changed)
             self._wrote(len(rows))
             return out
 
@@ -262,17 +266,9 @@ class Outbox:
         return freed
 
     @property
-    def saved_state(self) -> dict[str, Any] | None:
-        """The durable rule state committed last, or None (first start, or unreadable:
-        then the rules start without it and record a `system.warning`)."""
-        if self._state is None:
-            return None
-        try:
-            state = json.loads(self._state)
-        except ValueError:
-            log.error("outbox.state_unreadable", bytes=len(self._state))
-            return {"format": None}
-        return state if isinstance(state, dict) else {"format": None}
+    def saved_state(self) -> dict[str, bytes]:
+        """The durable state's parts as committed with the last batch (a copy)."""
+        return dict(self._state)
 
     # --- reading and marking (uplink thread) -------------------------------------------
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.clock import VirtualClock
-from agent.core import Core, CoreHooks
+from agent.core import Core, CoreHooks, saved_state
 from agent.outbox import Outbox
 from agent.wire import Envelope, SigningKey
 from config.policy import Policy
@@ -75,7 +75,7 @@ class _Replay:
         hooks = CoreHooks(apply_output=self.cabinet.apply, committed=self._committed)
         core = Core(rules, self.outbox, self.clock, hooks)
         started = Started(
-            __version__, self.outbox.boot, self.outbox.resumed_from_seq, self.outbox.saved_state
+            __version__, self.outbox.boot, self.outbox.resumed_from_seq, saved_state(self.outbox)
         )
         core.process([started])
         return core

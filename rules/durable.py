@@ -29,13 +29,14 @@ class StateError(ValueError):
     """The saved state cannot be read: the cabinet starts without it and says so."""
 
 
-def to_state(rules: CabinetRules, now: Instant) -> dict[str, Any]:
+def to_state(rules: CabinetRules, now: Instant, *, with_policy: bool = True) -> dict[str, Any]:
+    """The state as plain data; without the policy (`policy_state`) when the caller keeps
+    that part apart: it is most of the bytes and changes a few times a year."""
     session = rules.session
+    policy = {"policy": policy_state(rules.policy)} if with_policy else {}
     return {
         "format": FORMAT,
-        "policy": None
-        if rules.policy is None
-        else rules.policy.model_dump(mode="json", by_alias=True),
+        **policy,
         "alarms": rules.alarms.to_state(),
         "access": rules.access.to_state(now),
         **rules.ledger.to_state(),
@@ -52,6 +53,10 @@ def to_state(rules: CabinetRules, now: Instant) -> dict[str, Any]:
             "phase": session.phase,
         },
     }
+
+
+def policy_state(policy: Policy | None) -> dict[str, Any] | None:
+    return None if policy is None else policy.model_dump(mode="json", by_alias=True)
 
 
 def restore(rules: CabinetRules, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import VirtualClock
-from agent.core import Core, CoreHooks
+from agent.core import Core, CoreHooks, saved_state
 from agent.outbox import Outbox
 from agent.wire import Envelope, SigningKey
 from config.loading import load_model
@@ -68,7 +68,7 @@ class Cabinet:
             committed=self.envelopes.extend,
         )
         self.core = Core(self.rules, self.outbox, self.clock, hooks)
-        saved, resumed = self.outbox.saved_state, self.outbox.resumed_from_seq
+        saved, resumed = saved_state(self.outbox), self.outbox.resumed_from_seq
         self.core.process([i.Started("test", self.outbox.boot, resumed, saved)])
 
     def restart(self) -> Cabinet:
