@@ -156,6 +156,9 @@ class CabinetRules:
     # --- access and the door -----------------------------------------------------------
 
     def _badge(self, out: list[Effect], now: Instant, badge: Badge) -> None:
+        # A badge read is proof the reader works: this is how a reader_fault restored at
+        # start clears when its driver has no fault of its own to report recovered.
+        self.alarms.clear(out, "reader_fault", badge.reader, reader=badge.reader)
         busy = self.session is not None or bool(self.door_open)
         grant = self.access.badge(
             out, now, self.policy, self.device, badge.reader, badge.uid, busy, self.alarms

@@ -173,3 +173,13 @@ def test_a_policy_update_with_another_opening_mass_does_not_move_the_books(tmp_p
     cab.feed(i.PolicyLoaded(Policy.model_validate(doc), None, "command")).restart().at(60)
     assert books(cab)[NaCN_SLOT] == 480_000
     assert cab.alarms_raised() == []
+
+
+def test_a_reader_fault_from_before_a_restart_clears_when_that_reader_reads_a_card(tmp_path):
+    cab = settled_cabinet(tmp_path).feed(i.ReaderFault("A", "unplugged"))
+    cab.restart().at(30)
+    assert cab.data("alarm.cleared") == []  # nothing said the reader is back
+    cab.badge("A", KEEPER)
+    assert cab.data("alarm.cleared") == [
+        {"alarm": "A1-1", "kind": "reader_fault", "reader": "A", "reason": "condition_gone"}
+    ]
