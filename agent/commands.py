@@ -35,6 +35,7 @@ log = structlog.get_logger("commands")
 Verdict = CommandReceived | PolicyLoaded | CommandRejected
 
 COMMAND_FIELDS: Final = wire.COMMAND_FIELDS
+MAX_SAFE_INT: Final = wire.MAX_SAFE_INT
 POLICY_FILE: Final = "policy.json"
 PURGE_EVERY_MS: Final = 10 * 60 * 1000
 MAX_VALIDITY_MS: Final = wire.COMMAND_MAX_VALIDITY_MS
@@ -42,6 +43,8 @@ _NAME_RE: Final = wire.NAME_PATTERN
 _NONCE_RE: Final = wire.NONCE_PATTERN
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+# Free text (a comment, a purpose): 1-500 characters, no control characters (§4.5).
+FreeText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
 
 # --- args of each command (§4.5 table) -------------------------------------------------
@@ -57,7 +60,7 @@ class PolicyArgs(_Args):
 
 class ApproveArgs(_Args):
     person: Id
-    by: Id | None = None  # the approving operator, recorded as the second person
+    by: Id  # the approving person (policy id), recorded as the second person
 
 
 class ApproveWithdrawalArgs(_Args):
@@ -69,6 +72,8 @@ class ApproveWithdrawalArgs(_Args):
 
 class AckArgs(_Args):
     alarm: Id
+    by: Id | None = None  # who acknowledged (policy person id), for the record
+    comment: FreeText | None = None
 
 
 class SnapshotArgs(_Args):

@@ -23,7 +23,7 @@ from agent import __version__
 from agent.clock import Clock, ScaledClock, SystemClock
 from agent.clocksync import ClockWatch, clock_synchronized
 from agent.commands import CommandVerifier, load_persisted_policy, persist_policy
-from agent.core import Core, CoreHooks
+from agent.core import Core, CoreHooks, saved_state
 from agent.health import Health, LoopMonitor, ProgressWatch, status_line
 from agent.heartbeat import Heartbeat
 from agent.nonces import NonceStore
@@ -173,7 +173,12 @@ class Daemon:
             self.monitor.register(loop)
         self.core.process(
             [
-                i.Started(__version__, self.outbox.boot),
+                i.Started(
+                    __version__,
+                    self.outbox.boot,
+                    self.outbox.resumed_from_seq,
+                    saved_state(self.outbox),
+                ),
                 i.ClockStatus(self.clock_watch.ok),
                 *self._initial_policies(),
             ]
@@ -234,7 +239,8 @@ class Daemon:
         drivers: list[Driver] = list(build_drivers(hardware))
         if hardware.simulated:
             policy = self.rules.policy
-            self.sim = SimDriver(policy, self.options.scenario, self.clock)
+            state_file = self.config.state_dir / "sim-cabinet.json"
+            self.sim = SimDriver(policy, self.options.scenario, self.clock, state_file)
             drivers.append(self.sim)
         try:
             check_outputs(drivers)  # also guarded when the config is read; never two owners

@@ -7,7 +7,6 @@ answer). `watch` is the all-day console. Attached to the main group by central.c
 
 from __future__ import annotations
 
-import getpass
 import json
 import queue
 import sys
@@ -133,13 +132,34 @@ def policy_push(signed: Path, **params: Any) -> None:
 
 @click.command()
 @click.option("--person", required=True, help="id of the person waiting at the cabinet")
-@click.option("--by", help="who approves (recorded by the cabinet; default: your login name)")
+@click.option(
+    "--by", required=True, help="policy person id of the approver (keeper or safety officer)"
+)
+@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
 @command_options
-def approve(person: str, by: str | None, **params: Any) -> None:
+def approve(person: str, by: str, policy_file: Path | None, **params: Any) -> None:
     """Stand in remotely as the second person for PERSON's pending badge."""
-    # `by` goes beyond DESIGN.md §4.5's {"person"}: the agent records it as the second
-    # person ("remote:<by>"), so the usage ledger names the remote operator.
-    send_and_wait(params, "approve", {"person": person, "by": by or getpass.getuser()})
+    # The cabinet holds `by` to what a second badge would be (a valid person of its
+    # policy, keeper or safety officer, pairing with PERSON): say so here, before sending.
+    rules = load_policy_quietly(policy_file)
+    if rules is not None:
+        approver = rules.person_by_id(by)
+        if approver is None:
+            ids = ", ".join(
+                p.id for p in rules.person if {"keeper", "safety_officer"} & set(p.roles)
+            )
+            raise CentralError(
+                f"--by {by!r} is not a person id in {policy_file}; approvers there: {ids}"
+            )
+        if rules.person_by_id(person) is None:
+            raise CentralError(f"--person {person!r} is not a person id in {policy_file}")
+        if by == person:
+            raise CentralError("--by must be another person than --person (two persons)")
+        if not {"keeper", "safety_officer"} & set(approver.roles):
+            raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
+        if not approver.valid_at(now_ms()):
+            raise CentralError(f"--by {by!r} is suspended or outside their validity dates")
+    send_and_wait(params, "approve", {"person": person, "by": by})
 
 
 @click.command("approve-withdrawal")

@@ -47,6 +47,7 @@ from agent.wire.commands import (
 from agent.wire.encoding import (
     GENESIS_PREV,
     MAX_DEPTH,
+    MAX_SAFE_INT,
     MalformedJson,
     SignatureError,
     WireError,
@@ -95,6 +96,7 @@ __all__ = [
     "ENVELOPE_VERSION",
     "GENESIS_PREV",
     "MAX_DEPTH",
+    "MAX_SAFE_INT",
     "NAME_PATTERN",
     "NONCE_PATTERN",
     "SEVERITIES",

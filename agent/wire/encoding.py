@@ -16,6 +16,8 @@ from typing import Any, Final
 # Deeper than any real document (a policy command nests ~8 deep); a bound keeps a
 # hostile payload from costing recursion or time.
 MAX_DEPTH: Final = 32
+# The largest integer every JSON reader keeps exactly; nothing on the wire is larger.
+MAX_SAFE_INT: Final = 2**53 - 1
 
 
 class WireError(ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from agent.wire.encoding import MAX_DEPTH, MalformedJson
+from agent.wire.encoding import MAX_DEPTH, MAX_SAFE_INT, MalformedJson
 
 
 def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -24,6 +24,7 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
             object_pairs_hook=_unique_keys,
             parse_float=_no_float,
             parse_constant=_no_float,
+            parse_int=_safe_int,
         )
     except MalformedJson:
         raise
@@ -54,6 +55,19 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_float(text: str) -> NoReturn:
     raise MalformedJson(f"floats are not allowed on the wire ({text[:20]})")
+
+
+def _safe_int(text: str) -> int:
+    # An integer beyond 2^53 has no exact form in most JSON readers, and no SQLite column
+    # holds 2^70: such a value can never be a valid seq, time or mass, so it is refused
+    # here rather than crash whatever stores it later. Long digit strings are refused
+    # before int() so a hostile payload cannot make it spend quadratic time.
+    if len(text) > 17:
+        raise MalformedJson(f"integer out of range ({text[:20]})")
+    value = int(text)
+    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        raise MalformedJson(f"integer out of range ({text})")
+    return value
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire.key_files import write_new_key
 from agent.wire import SigningKey
+from agent.wire.key_files import write_new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 EX_CONFIG = 78
