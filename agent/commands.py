@@ -35,7 +35,6 @@ log = structlog.get_logger("commands")
 Verdict = CommandReceived | PolicyLoaded | CommandRejected
 
 COMMAND_FIELDS: Final = wire.COMMAND_FIELDS
-MAX_SAFE_INT: Final = wire.MAX_SAFE_INT
 POLICY_FILE: Final = "policy.json"
 PURGE_EVERY_MS: Final = 10 * 60 * 1000
 MAX_VALIDITY_MS: Final = wire.COMMAND_MAX_VALIDITY_MS
@@ -152,10 +151,13 @@ class CommandVerifier:
         try:
             # The contract's strict reader: UTF-8 only, no duplicate keys (the signature
             # covers one reading of the text), no floats, bounded depth.
-            return wire.parse_json_object(payload)
+            doc = wire.parse_json_object(payload)
         except wire.MalformedJson as exc:
             log.debug("command.unparseable", error=str(exc)[:80])
             raise _Refused("malformed") from None
+        if wire.has_unsafe_int(doc):
+            raise _Refused("malformed")
+        return doc
 
     def _verify(self, doc: dict[str, Any], topic: str, now_ms: int) -> Verdict:
         if set(doc) != COMMAND_FIELDS:

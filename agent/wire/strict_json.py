@@ -24,7 +24,6 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
             object_pairs_hook=_unique_keys,
             parse_float=_no_float,
             parse_constant=_no_float,
-            parse_int=_safe_int,
         )
     except MalformedJson:
         raise
@@ -57,17 +56,24 @@ def _no_float(text: str) -> NoReturn:
     raise MalformedJson(f"floats are not allowed on the wire ({text[:20]})")
 
 
-def _safe_int(text: str) -> int:
-    # An integer beyond 2^53 has no exact form in most JSON readers, and no SQLite column
-    # holds 2^70: such a value can never be a valid seq, time or mass, so it is refused
-    # here rather than crash whatever stores it later. Long digit strings are refused
-    # before int() so a hostile payload cannot make it spend quadratic time.
-    if len(text) > 17:
-        raise MalformedJson(f"integer out of range ({text[:20]})")
-    value = int(text)
-    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-        raise MalformedJson(f"integer out of range ({text})")
-    return value
+def has_unsafe_int(value: Any) -> bool:
+    """True when `value` holds an integer beyond 2^53 anywhere.
+
+    Such an integer has no exact form in most JSON readers and no SQLite column holds
+    2^70: in a command it can never be a valid time or mass, so the command is malformed
+    rather than a crash wherever it is stored later. (An auditor's reader of envelopes
+    keeps integers of any size: parse_json does not refuse them.)
+    """
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is int and not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
