@@ -270,3 +270,27 @@ def test_a_config_check_config_passes_starts_and_makes_its_state_private(tmp_pat
     assert stat.S_IMODE(cabinet.state.stat().st_mode) == 0o700
     for item in cabinet.state.iterdir():
         assert stat.S_IMODE(item.stat().st_mode) == 0o600, item
+
+
+def test_a_passphrase_protected_tls_key_is_refused_by_both_without_a_prompt(
+    tmp_path: Path,
+) -> None:
+    from tests.support.broker import CertAuthority
+
+    client = CertAuthority(tmp_path / "tls").client("cab-1")
+    locked = tmp_path / "locked.key"
+    subprocess.run(
+        ["openssl", "ec", "-in", client.key, "-aes256", "-passout", "pass:x", "-out", locked],
+        check=True,
+        capture_output=True,
+    )
+    cabinet = provisioned(tmp_path)
+    cabinet.broker = (
+        f'url = "mqtts://127.0.0.1:9"\ncert_file = "{client.cert}"\nkey_file = "{locked}"\n'
+    )
+    path = cabinet.write()
+    checked = agent("check-config", str(path), timeout=30)  # a prompt would hang: no stdin
+    ran = agent("run", "--config", str(path), timeout=30)
+    assert (checked.returncode, ran.returncode) == (EX_CONFIG, EX_CONFIG)
+    assert "broker.cert_file: " in checked.stderr and "do not load" in checked.stderr
+    assert checked.stderr == ran.stderr
