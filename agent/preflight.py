@@ -82,7 +82,18 @@ def _state_dir(config: AgentConfig, found: Findings) -> None:
         except OSError as exc:
             found.problem("state_dir", f"{state}: cannot list it: {exc.strerror or exc}")
             return
+        me = os.geteuid()
         for path in paths:
+            owner = path.lstat().st_uid
+            if me != 0 and owner != me:
+                # Typically left by a run as root: the agent can neither write it nor
+                # make it private.
+                found.problem(
+                    "state_dir",
+                    f"{path} belongs to uid {owner}, not to this user (uid {me}): "
+                    f"chown -R the state directory to the agent's user",
+                )
+                continue
             loose = _loose_mode(path)
             if loose is not None and path != key:  # a loose key is refused below
                 found.warnings.append(

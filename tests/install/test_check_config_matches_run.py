@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,3 +295,31 @@ def test_a_passphrase_protected_tls_key_is_refused_by_both_without_a_prompt(
     assert (checked.returncode, ran.returncode) == (EX_CONFIG, EX_CONFIG)
     assert "broker.cert_file: " in checked.stderr and "do not load" in checked.stderr
     assert checked.stderr == ran.stderr
+
+
+def test_state_left_by_a_run_as_root_is_refused_by_both_for_the_service_user() -> None:
+    nobody = 65534
+    home = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's tmp is private to root
+    try:
+        home.chmod(0o755)
+        cabinet = provisioned(home)
+        os.chown(cabinet.state, nobody, nobody)
+        os.chown(cabinet.state / "device.key", nobody, nobody)
+        (cabinet.state / "outbox.db").write_bytes(b"")  # root's, 0644: made by `sudo run`
+        path = cabinet.write()
+        as_nobody = ("setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups")
+        checked, ran = (
+            subprocess.run(
+                [*as_nobody, sys.executable, "-m", "agent.cli", *args],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=60,
+            )
+            for args in (("check-config", str(path)), ("run", "--config", str(path)))
+        )
+        assert (checked.returncode, ran.returncode) == (EX_CONFIG, EX_CONFIG), checked.stderr
+        assert "outbox.db belongs to uid 0, not to this user (uid 65534)" in checked.stderr
+        assert checked.stderr == ran.stderr
+    finally:
+        shutil.rmtree(home)
