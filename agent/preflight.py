@@ -77,7 +77,23 @@ def _state_dir(config: AgentConfig, found: Findings) -> None:
             found.problem("state_dir", f"{state} is not writable by this user (uid {os.getuid()})")
             return
         key = config.state_path(config.keys.device_key)
-        for path in (state, *sorted(state.iterdir())):
+        try:
+            paths = [state, *sorted(state.iterdir())]
+        except OSError as exc:
+            found.problem("state_dir", f"{state}: cannot list it: {exc.strerror or exc}")
+            return
+        me = os.geteuid()
+        for path in paths:
+            owner = path.lstat().st_uid
+            if me != 0 and owner != me:
+                # Typically left by a run as root: the agent can neither write it nor
+                # make it private.
+                found.problem(
+                    "state_dir",
+                    f"{path} belongs to uid {owner}, not to this user (uid {me}): "
+                    f"chown -R the state directory to the agent's user",
+                )
+                continue
             loose = _loose_mode(path)
             if loose is not None and path != key:  # a loose key is refused below
                 found.warnings.append(
@@ -200,12 +216,17 @@ def _tls_loads(config: AgentConfig, files: dict[str, Path | None], found: Findin
     if cert is not None and (key is not None or config.broker.key_file is None):
         keyfile = str(config.state_path(key)) if key is not None else None
         try:
-            context.load_cert_chain(str(config.state_path(cert)), keyfile)
+            # A passphrase-protected key fails here instead of prompting on a terminal.
+            context.load_cert_chain(str(config.state_path(cert)), keyfile, password=_no_password)
         except (ssl.SSLError, OSError) as exc:
             found.problem(
                 "broker.cert_file",
                 f"{config.state_path(cert)}: certificate and key do not load ({exc})",
             )
+
+
+def _no_password() -> str:
+    return ""
 
 
 def _hardware(config: AgentConfig, found: Findings) -> None:

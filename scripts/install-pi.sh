@@ -206,6 +206,9 @@ if [ "$LIVE" = 1 ] && [ "$checked" = ok ]; then
     else
         run systemctl start cabinet-agent.service && say "started cabinet-agent"
     fi
+elif [ "$LIVE" = 1 ] && systemctl is-active -q cabinet-agent.service; then
+    say "cabinet-agent still runs the previous version: fix what check-config lists, then"
+    say "sudo systemctl restart cabinet-agent"
 fi
 
 # --- 7. what the installer does next --------------------------------------------------------

@@ -22,6 +22,8 @@ BASE="$CACHE/bookworm-arm64-minbase.tar"
 DEVICE=cab-arm64
 AGENT=/opt/cabinet-agent/venv/bin/cabinet-agent
 CTL=/opt/cabinet-agent/venv/bin/cabinetctl
+# What the fresh skeleton lacks: the centre's key and broker, the TLS files; and, on plain
+# Debian only, gpiozero's pin library (python3-lgpio is a Raspberry Pi OS package).
 EXPECTED_LEFT="keys.central_pubkey broker.url broker.ca_file broker.cert_file broker.key_file hardware.gpio.pin_factory"
 
 die() { echo "target-arm64: FAILED: $*" >&2; exit 1; }

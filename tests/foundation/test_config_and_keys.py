@@ -199,3 +199,23 @@ def test_a_damaged_outbox_stops_the_agent_with_a_clear_message(tmp_path):
     assert "outbox" in proc.stderr and "cannot be opened" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (state / "outbox.db").read_bytes().startswith(b"this is not"), "evidence kept"
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_the_lock_relay_is_only_accepted_on_a_pin_held_low_from_power_on(active_high):
+    from pydantic import ValidationError
+
+    from config.hardware import GpioConfig, GpioOutput
+
+    accepted = set()
+    for pin in range(28):  # the 40-pin header's GPIO 0-27
+        try:
+            GpioConfig(lock_relay=GpioOutput(pin=pin, active_high=active_high))
+        except ValidationError as exc:
+            assert "before the agent runs" in str(exc) or "could open" in str(exc)
+        else:
+            accepted.add(pin)
+    # 0-8 are pulled up at power-on, 14/15 may be the UART; an active-low relay pulls in
+    # whenever the Pi does not drive its line (off, booting), so no pin makes it safe.
+    expected = set(range(9, 28)) - {14, 15} if active_high else set()
+    assert accepted == expected

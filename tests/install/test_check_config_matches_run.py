@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,3 +271,55 @@ def test_a_config_check_config_passes_starts_and_makes_its_state_private(tmp_pat
     assert stat.S_IMODE(cabinet.state.stat().st_mode) == 0o700
     for item in cabinet.state.iterdir():
         assert stat.S_IMODE(item.stat().st_mode) == 0o600, item
+
+
+def test_a_passphrase_protected_tls_key_is_refused_by_both_without_a_prompt(
+    tmp_path: Path,
+) -> None:
+    from tests.support.broker import CertAuthority
+
+    client = CertAuthority(tmp_path / "tls").client("cab-1")
+    locked = tmp_path / "locked.key"
+    subprocess.run(
+        ["openssl", "ec", "-in", client.key, "-aes256", "-passout", "pass:x", "-out", locked],
+        check=True,
+        capture_output=True,
+    )
+    cabinet = provisioned(tmp_path)
+    cabinet.broker = (
+        f'url = "mqtts://127.0.0.1:9"\ncert_file = "{client.cert}"\nkey_file = "{locked}"\n'
+    )
+    path = cabinet.write()
+    checked = agent("check-config", str(path), timeout=30)  # a prompt would hang: no stdin
+    ran = agent("run", "--config", str(path), timeout=30)
+    assert (checked.returncode, ran.returncode) == (EX_CONFIG, EX_CONFIG)
+    assert "broker.cert_file: " in checked.stderr and "do not load" in checked.stderr
+    assert checked.stderr == ran.stderr
+
+
+def test_state_left_by_a_run_as_root_is_refused_by_both_for_the_service_user() -> None:
+    nobody = 65534
+    home = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's tmp is private to root
+    try:
+        home.chmod(0o755)
+        cabinet = provisioned(home)
+        os.chown(cabinet.state, nobody, nobody)
+        os.chown(cabinet.state / "device.key", nobody, nobody)
+        (cabinet.state / "outbox.db").write_bytes(b"")  # root's, 0644: made by `sudo run`
+        path = cabinet.write()
+        as_nobody = ("setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups")
+        checked, ran = (
+            subprocess.run(
+                [*as_nobody, sys.executable, "-m", "agent.cli", *args],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=60,
+            )
+            for args in (("check-config", str(path)), ("run", "--config", str(path)))
+        )
+        assert (checked.returncode, ran.returncode) == (EX_CONFIG, EX_CONFIG), checked.stderr
+        assert "outbox.db belongs to uid 0, not to this user (uid 65534)" in checked.stderr
+        assert checked.stderr == ran.stderr
+    finally:
+        shutil.rmtree(home)
