@@ -212,4 +212,7 @@ class ClockWatch(Periodic):
         synced = bool(self._probe())
         if synced != self.ok:
             self.ok = synced
+            state = read_kernel_clock()
+            details = state.log_fields() if state is not None else {}
+            log.info("clock.sync_changed", **{**details, "synchronized": synced})
             self._post(ClockStatus(synced))

@@ -215,7 +215,7 @@ class Health:
         self.interval_s = min(candidates) if candidates else stall_s / 4
         if self.interval_s <= 0:
             raise ValueError("watchdog interval must be positive")
-        self.pets = 0  # WATCHDOG=1 sent, for tests and the heartbeat
+        self.pets = 0  # WATCHDOG=1 sent: reported in status.json (counters)
         self.check_failures = 0
         self._stalled: dict[str, float] = {}
         self._stopping = False
