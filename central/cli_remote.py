@@ -137,7 +137,7 @@ def policy_push(signed: Path, **params: Any) -> None:
 @command_options
 def approve(person: str, by: str | None, **params: Any) -> None:
     """Stand in remotely as the second person for PERSON's pending badge."""
-    # `by` goes beyond DESIGN.md §4.5's {"person"}: the agent records it as the second
+    # `by` goes beyond the bare {"person"} of a remote approval: the agent records it as the second
     # person ("remote:<by>"), so the usage ledger names the remote operator.
     send_and_wait(params, "approve", {"person": person, "by": by or getpass.getuser()})
 
