@@ -150,7 +150,7 @@ def replay(
     "--scenario",
     "scenario_file",
     type=click.Path(path_type=Path),
-    help="scenario for the simulated cabinet (DESIGN.md §4.6)",
+    help="scenario for the simulated cabinet (JSON Lines, see examples/scenarios/)",
 )
 @click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True)
 @click.option(

@@ -3,7 +3,7 @@
 Why it matters: a Raspberry Pi has no battery-backed RTC. After a power cut it boots with
 the time fake-hwclock saved at the last shutdown (or the image's build date), which can be
 days or months behind, until an NTP daemon fixes it; a cabinet in a basement lab may stay
-offline for hours. Every event carries `clock_ok` (DESIGN.md §4.1) so the centre knows
+offline for hours. Every event carries `clock_ok` (docs/protocol.md, "Envelope") so the centre knows
 which `ts` values it can trust, and an unsynchronised start raises `clock_unsynced`.
 A plausible-looking date proves nothing, because fake-hwclock makes every date plausible.
 
@@ -212,4 +212,7 @@ class ClockWatch(Periodic):
         synced = bool(self._probe())
         if synced != self.ok:
             self.ok = synced
+            state = read_kernel_clock()
+            details = state.log_fields() if state is not None else {}
+            log.info("clock.sync_changed", **{**details, "synchronized": synced})
             self._post(ClockStatus(synced))

@@ -1,4 +1,4 @@
-"""Signed commands from the centre (DESIGN.md §4.5): verify, then hand to the core.
+"""Signed commands from the centre (docs/protocol.md, "Commands"): verify, then hand to the core.
 
 `CommandVerifier.check` turns one MQTT message into exactly one input for the core:
 `CommandReceived`, `PolicyLoaded` or `CommandRejected(reason)`. It never raises on

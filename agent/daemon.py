@@ -278,14 +278,22 @@ class Daemon:
 
     def _counters(self) -> dict[str, int]:
         # Plain ints owned by other threads: a slightly stale figure is fine here.
-        return {
+        counters = {
             "core_errors": self.core.errors,
             "events_committed": self.core.committed_events,
             "side_task_failures": sum(
                 part.failures for part in (self.heartbeat, self.clock_watch, self.uplink_watch)
             ),
+            "watchdog_pets": self.health.pets,
+            "watchdog_check_failures": self.health.check_failures,
             **{f"uplink_{k}": v for k, v in self.uplink.stats().items() if k != "unsent"},
         }
+        for driver in self.drivers:
+            # Drivers that count what they see (reads, bus errors, ...) offer counters().
+            driver_counters = getattr(driver, "counters", None)
+            if callable(driver_counters):
+                counters.update({f"{driver.name}_{k}": v for k, v in driver_counters().items()})
+        return counters
 
     # --- SIGHUP ----------------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 The unit is `Type=notify` with `WatchdogSec=` (systemd/cabinet-agent.service). A watchdog
 that a separate thread pets unconditionally proves only that the interpreter is alive;
 what must not go unnoticed is a core loop stuck in a driver call, an outbox blocked on a
-dying SD card or an uplink wedged in a socket (DESIGN.md §5). So each of those loops
-registers with a `LoopMonitor` and calls `beat(name)` once per iteration, and `Health`
-sends WATCHDOG=1 only while every registered loop has beaten within `stall_s`. When one
+dying SD card or an uplink wedged in a socket: systemd must restart the agent. So each
+of those loops registers with a `LoopMonitor` and calls `beat(name)` once per iteration,
+and `Health` sends WATCHDOG=1 only while every registered loop has beaten within `stall_s`. When one
 falls silent the petting stops, the stall is logged once, and systemd kills (SIGABRT:
 faulthandler prints every thread's stack to the journal) and restarts the service.
 
@@ -215,7 +215,7 @@ class Health:
         self.interval_s = min(candidates) if candidates else stall_s / 4
         if self.interval_s <= 0:
             raise ValueError("watchdog interval must be positive")
-        self.pets = 0  # WATCHDOG=1 sent, for tests and the heartbeat
+        self.pets = 0  # WATCHDOG=1 sent: reported in status.json (counters)
         self.check_failures = 0
         self._stalled: dict[str, float] = {}
         self._stopping = False

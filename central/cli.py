@@ -64,6 +64,9 @@ class CabinetCtl(click.Group):
 
 
 @click.group(cls=CabinetCtl, context_settings={"help_option_names": ["-h", "--help"]})
+# The installed distribution's version: the same number `cabinet-agent --version` prints
+# (central imports nothing of the agent but its wire contract).
+@click.version_option(package_name="cabinet-agent", prog_name="cabinetctl")
 def cli() -> None:
     """Central tool for smart reagent cabinets: keys, devices, policies, commands, audit."""
 

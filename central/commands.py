@@ -1,4 +1,4 @@
-"""Signed commands to one cabinet (DESIGN.md §4.5) and recognising its verified answer.
+"""Signed commands to one cabinet (docs/protocol.md) and recognising its verified answer.
 
 A command is signed with the central key, names one device, carries a fresh random
 nonce and expires (`--ttl`, 300 s by default) so a captured copy cannot be replayed

@@ -56,7 +56,6 @@ class BrokerConnection:
         self._failure: str | None = None
         self._acks: dict[int, Any] = {}
         self._filters: list[str] = []
-        self.reconnects = 0
         parts = urlsplit(options.url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise CentralError(f"broker {options.url!r}: expected mqtt://host:port or mqtts://")
@@ -150,7 +149,6 @@ class BrokerConnection:
                 self._connected = True
                 if self._filters:
                     # paho reconnects by itself; a clean session has lost our subscriptions.
-                    self.reconnects += 1
                     client.subscribe([(f, 1) for f in self._filters])
             self._cond.notify_all()
 

@@ -189,14 +189,14 @@ class ChainVerifier:
         """Place an authenticated envelope in the chain."""
         seq, prev, digest = envelope.seq, str(envelope.fields["prev"]), envelope.hash
         known = self._hashes.get(seq)
-        if known is None and self._lookup is not None and seq <= self._top():
-            known = self._lookup(seq)
+        if known is None and seq <= self._floor:  # seeded or forgotten: ask the record
+            known = self._lookup(seq) if self._lookup is not None else None
+            if known is None and self._has_received(seq):
+                # Linked long ago and its hash forgotten: a copy or a fork can no longer
+                # be told apart here (give a `lookup` for that); not news either way.
+                return Duplicate(seq)
         if known is not None:
             return Duplicate(seq) if known == digest else Fork(seq)
-        if seq <= self._floor and self._has_received(seq):
-            # Linked long ago and its hash forgotten: a copy or a fork can no longer be
-            # told apart here (give a `lookup` for that); it is not news either way.
-            return Duplicate(seq)
         broken = self._link_problem(seq, prev, digest)
         if broken is not None:
             return broken
