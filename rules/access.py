@@ -15,9 +15,7 @@ from typing import Any
 from config.policy import Person, Policy
 from rules.alarms import AlarmBook
 from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
-
-PAIR_TIMER = "pair"
-LOCKOUT_TIMER = "lockout"
+from rules.timers import Timer
 
 # Denials that look like someone trying cards; `door_open`, `no_policy` and `locked_out`
 # are not counted (they say nothing about the card, and counting lockouts would extend
@@ -121,7 +119,7 @@ class AccessControl:
                     },
                 )
             )
-            out.append(StartTimer(PAIR_TIMER, self.pending.expires_mono))
+            out.append(StartTimer(Timer.PAIR, self.pending.expires_mono))
             return None
         if person.id == first.person:
             deny("same_person", person)
@@ -134,7 +132,7 @@ class AccessControl:
             deny("role_requirement", person)
             return None
         self.pending = None
-        out.append(CancelTimer(PAIR_TIMER))
+        out.append(CancelTimer(Timer.PAIR))
         return Grant((first.person, person.id), (first.reader, reader), "local")
 
     def approve_remote(
@@ -176,22 +174,16 @@ class AccessControl:
         ):
             return "role_requirement"
         self.pending = None
-        out.append(CancelTimer(PAIR_TIMER))
+        out.append(CancelTimer(Timer.PAIR))
         return Grant((first.person, by), (first.reader,), "remote", nonce)
 
-    def timer(self, out: list[Effect], now: Instant, name: str, alarms: AlarmBook) -> None:
-        if (
-            name == PAIR_TIMER
-            and self.pending is not None
-            and now.mono_ms >= self.pending.expires_mono
-        ):
+    def pair_window_ended(self, out: list[Effect], now: Instant) -> None:
+        if self.pending is not None and now.mono_ms >= self.pending.expires_mono:
             out.append(Emit("access.expired", "info", {"person": self.pending.person}))
             self.pending = None
-        elif (
-            name == LOCKOUT_TIMER
-            and self.locked_until is not None
-            and now.mono_ms >= self.locked_until
-        ):
+
+    def lockout_ended(self, out: list[Effect], now: Instant, alarms: AlarmBook) -> None:
+        if self.locked_until is not None and now.mono_ms >= self.locked_until:
             self.locked_until = None
             self._denials.clear()
             alarms.clear(out, "brute_force")
@@ -206,7 +198,7 @@ class AccessControl:
                     {"person": self.pending.person, "reason": "policy_changed"},
                 )
             )
-            out.append(CancelTimer(PAIR_TIMER))
+            out.append(CancelTimer(Timer.PAIR))
             self.pending = None
 
     # --- durable state (deadlines on the wall clock: the monotonic one restarts) --------
@@ -225,7 +217,7 @@ class AccessControl:
         if until is not None:
             # A lockout that ran out while the cabinet was off ends at once (timer due).
             self.locked_until = now.mono_ms + until - now.wall_ms
-            out.append(StartTimer(LOCKOUT_TIMER, self.locked_until))
+            out.append(StartTimer(Timer.LOCKOUT, self.locked_until))
 
     def _count_denial(
         self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook
@@ -239,7 +231,7 @@ class AccessControl:
         alarms.raise_(
             out, now, "brute_force", denials=len(self._denials), lockout_s=rules.lockout_s
         )
-        out.append(StartTimer(LOCKOUT_TIMER, self.locked_until))
+        out.append(StartTimer(Timer.LOCKOUT, self.locked_until))
         if self.pending is not None:
             out.append(
                 Emit(
@@ -248,5 +240,5 @@ class AccessControl:
                     {"person": self.pending.person, "reason": "locked_out"},
                 )
             )
-            out.append(CancelTimer(PAIR_TIMER))
+            out.append(CancelTimer(Timer.PAIR))
             self.pending = None

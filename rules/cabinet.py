@@ -12,15 +12,14 @@ for unacknowledged alarms.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from config.policy import Policy
-from rules import commands, durable
+from rules import commands, durable, system
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
 from rules.effects import CancelTimer, Effect, Emit, Instant, OutputName, SetOutput, StartTimer
-from rules.environment import VOC_CLEAR, VOC_RAISE, Environment
+from rules.environment import Environment
 from rules.inputs import (
     AnyInput,
     Badge,
@@ -42,35 +41,19 @@ from rules.inputs import (
     TamperChanged,
     Tick,
     TimerFired,
+    UplinkRecovered,
+    UplinkTrouble,
     VocReading,
     WeightReading,
 )
-from rules.inventory import MassLedger, SessionView, Slot
+from rules.inventory import MassLedger, Slot
+from rules.session import Phase, Session
+from rules.timers import Overdue, Settle, Stale, Timer, TimerKey
 
-UNLOCK_TIMER = "unlock"
-DOOR_HELD_TIMER = "door_held"
-RECONCILE_TIMER = "reconcile"
-TELEMETRY_TIMER = "telemetry"
 OUTPUTS: tuple[OutputName, ...] = ("lock", "fan", "buzzer", "led_green", "led_red")
 # Weights still moving when the door closed: wait up to this many settle periods, then
 # reconcile with what there is rather than leave the session open for ever.
 MAX_RECONCILE_WAITS = 3
-START_CHECK_TIMER = "start_check"
-# After a restart, restored alarms are re-checked once the sensors have reported (every
-# ~1 s) and the scales had `settle_s` to settle: this many seconds beyond settle_s.
-START_CHECK_S = 3
-
-
-@dataclass
-class Session:
-    id: str
-    grant: Grant
-    phase: str = "unlocked"  # unlocked -> open -> settling -> (gone)
-    waits: int = 0
-    view: SessionView = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.view = SessionView(self.id, self.grant.persons)
 
 
 class CabinetRules:
@@ -95,30 +78,24 @@ class CabinetRules:
             DoorChanged: self._door,
             LockFeedback: self._lock_feedback,
             WeightReading: self._weight,
-            VocReading: lambda out, now, i: self.env.voc(out, now, self.policy, self.alarms, i.ppb),
-            LeakChanged: lambda out, now, i: self.env.leak(out, now, self.alarms, i.wet),
+            VocReading: self._voc,
+            LeakChanged: self._leak,
             TamperChanged: self._tamper,
             SensorFault: self._sensor_fault,
             SensorRecovered: self._sensor_recovered,
-            ReaderFault: lambda out, now, i: self.alarms.raise_(
-                out, now, "reader_fault", i.reader, reader=i.reader, detail=i.detail
-            ),
-            ReaderRecovered: lambda out, now, i: self.alarms.clear(
-                out, "reader_fault", i.reader, reader=i.reader
-            ),
-            CommandReceived: lambda out, now, i: commands.handle(self, out, now, i),
-            CommandRejected: lambda out, now, i: commands.rejected(out, i),
-            PolicyLoaded: lambda out, now, i: commands.load_policy(self, out, now, i),
+            ReaderFault: self._reader_fault,
+            ReaderRecovered: self._reader_recovered,
+            UplinkTrouble: self._uplink,
+            UplinkRecovered: self._uplink,
+            CommandReceived: self._command,
+            CommandRejected: self._command_rejected,
+            PolicyLoaded: self._policy_loaded,
             TimerFired: self._timer,
-            Tick: lambda out, now, i: None,
+            Tick: self._tick,
             Started: self._started,
             Heartbeat: self._heartbeat,
             ClockStatus: self._clock,
-            Reloaded: lambda out, now, r: out.append(
-                Emit("system.reloaded", "info", {"detail": r.detail})
-                if r.applied
-                else Emit("system.reload_refused", "warning", {"detail": r.detail})
-            ),
+            Reloaded: self._reloaded,
             Stopping: self._stopping,
         }
 
@@ -139,7 +116,7 @@ class CabinetRules:
         env_policy = self.policy.environment if self.policy else None
         wanted: dict[OutputName, bool] = {
             "lock": self.session is not None
-            and self.session.phase == "unlocked"
+            and self.session.phase is Phase.UNLOCKED
             and not self.stopped,
             "fan": self.alarms.is_open("voc_high")
             or self.alarms.is_open("leak")
@@ -181,7 +158,7 @@ class CabinetRules:
             data["approval"] = grant.approval
         out.append(Emit("access.granted", "info", data))
         out.append(Emit("lock.unlocked", "info", {"session": session.id, "reason": "granted"}))
-        out.append(StartTimer(UNLOCK_TIMER, now.mono_ms + self.policy.access.unlock_s * 1000))
+        out.append(StartTimer(Timer.UNLOCK, now.mono_ms + self.policy.access.unlock_s * 1000))
 
     def _door(self, out: list[Effect], now: Instant, door: DoorChanged) -> None:
         if door.open == self.door_open:
@@ -194,42 +171,46 @@ class CabinetRules:
         session = self.session
         held_s = self.policy.access.door_held_s if self.policy else 120
         if door.open:
-            if session is not None and session.phase == "unlocked":
-                session.phase = "open"
+            if session is not None and session.phase is Phase.UNLOCKED:
+                session.to(Phase.OPEN)
                 out.append(Emit("door.opened", "info", {"session": session.id}))
                 out.append(
                     Emit("lock.locked", "info", {"session": session.id, "reason": "door_opened"})
                 )
-                out.append(CancelTimer(UNLOCK_TIMER))
+                out.append(CancelTimer(Timer.UNLOCK))
             else:
                 out.append(Emit("door.opened", "info", {"session": None}))
                 self.alarms.raise_(out, now, "door_forced", session=None)
-            out.append(StartTimer(DOOR_HELD_TIMER, now.mono_ms + held_s * 1000))
+            out.append(StartTimer(Timer.DOOR_HELD, now.mono_ms + held_s * 1000))
             return
-        in_session = session is not None and session.phase == "open"
+        in_session = session is not None and session.phase is Phase.OPEN
         out.append(
             Emit("door.closed", "info", {"session": session.id if in_session and session else None})
         )
-        out.append(CancelTimer(DOOR_HELD_TIMER))
+        out.append(CancelTimer(Timer.DOOR_HELD))
         self.alarms.clear(out, "door_held_open")
         self.alarms.clear(out, "door_forced")
         if in_session and session is not None:
-            session.phase = "settling"
+            session.to(Phase.SETTLING)
             self._schedule_reconcile(out, now)
 
     def _schedule_reconcile(self, out: list[Effect], now: Instant) -> None:
         settle_s = self.policy.inventory.settle_s if self.policy else 0
-        out.append(StartTimer(RECONCILE_TIMER, now.mono_ms + max(settle_s, 1) * 1000))
+        out.append(StartTimer(Timer.RECONCILE, now.mono_ms + max(settle_s, 1) * 1000))
 
     def _reconcile(self, out: list[Effect], now: Instant) -> None:
         session, policy = self.session, self.policy
-        if session is None or session.phase != "settling" or policy is None:
+        if session is None or session.phase is not Phase.SETTLING or policy is None:
             return
         if not self.ledger.all_settled(now, policy) and session.waits < MAX_RECONCILE_WAITS:
             session.waits += 1
             self._schedule_reconcile(out, now)
             return
         self.ledger.reconcile(out, now, policy, self.alarms, session.view)
+        self._end_session(session)
+
+    def _end_session(self, session: Session) -> None:
+        session.to(Phase.ENDED)
         self.session = None
 
     def _lock_feedback(self, out: list[Effect], now: Instant, fb: LockFeedback) -> None:
@@ -272,71 +253,99 @@ class CabinetRules:
     def _settled(self, out: list[Effect], now: Instant, slot: int) -> None:
         # Until the door opens, a granted session has touched nothing: a change then is
         # as unexplained as one outside any session.
-        unattended = self.session is None or self.session.phase == "unlocked"
+        unattended = self.session is None or self.session.phase is Phase.UNLOCKED
         if unattended and self.policy is not None:
             self.ledger.check_unattended(out, now, self.policy, self.alarms, slot)
 
+    def _voc(self, out: list[Effect], now: Instant, v: VocReading) -> None:
+        self.env.voc(out, now, self.policy, self.alarms, v.ppb)
+
+    def _leak(self, out: list[Effect], now: Instant, leak: LeakChanged) -> None:
+        self.env.leak(out, now, self.alarms, leak.wet)
+
     def _sensor_fault(self, out: list[Effect], now: Instant, f: SensorFault) -> None:
-        if f.sensor == "uplink":  # the uplink's trouble is a system warning, not an alarm
-            out.append(Emit("system.warning", "warning", {"problem": "uplink", "detail": f.detail}))
-            return
         self.alarms.raise_(out, now, "sensor_fault", f.sensor, sensor=f.sensor, detail=f.detail)
 
     def _sensor_recovered(self, out: list[Effect], now: Instant, r: SensorRecovered) -> None:
-        if r.sensor == "uplink":
-            out.append(Emit("system.warning_cleared", "info", {"problem": "uplink"}))
-            return
         self.alarms.clear(out, "sensor_fault", r.sensor, sensor=r.sensor)
+
+    def _reader_fault(self, out: list[Effect], now: Instant, f: ReaderFault) -> None:
+        self.alarms.raise_(out, now, "reader_fault", f.reader, reader=f.reader, detail=f.detail)
+
+    def _reader_recovered(self, out: list[Effect], now: Instant, r: ReaderRecovered) -> None:
+        self.alarms.clear(out, "reader_fault", r.reader, reader=r.reader)
+
+    # --- commands and news -------------------------------------------------------------
+
+    def _command(self, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
+        commands.handle(self, out, now, cmd)
+
+    def _command_rejected(self, out: list[Effect], now: Instant, r: CommandRejected) -> None:
+        commands.rejected(out, r)
+
+    def _policy_loaded(self, out: list[Effect], now: Instant, loaded: PolicyLoaded) -> None:
+        commands.load_policy(self, out, now, loaded)
+
+    def _uplink(
+        self, out: list[Effect], now: Instant, news: UplinkTrouble | UplinkRecovered
+    ) -> None:
+        system.uplink(out, news)
+
+    def _tick(self, out: list[Effect], now: Instant, tick: Tick) -> None:
+        return None  # time passed: the core has already fired what fell due
+
+    def _heartbeat(self, out: list[Effect], now: Instant, hb: Heartbeat) -> None:
+        system.heartbeat(out, now, hb, self.env, self.policy)
+
+    def _clock(self, out: list[Effect], now: Instant, c: ClockStatus) -> None:
+        system.clock(out, now, c, self.alarms)
+
+    def _reloaded(self, out: list[Effect], now: Instant, r: Reloaded) -> None:
+        system.reloaded(out, r)
 
     # --- time ----------------------------------------------------------------------------
 
     def _timer(self, out: list[Effect], now: Instant, fired: TimerFired) -> None:
-        name, policy = fired.name, self.policy
-        if name in ("pair", "lockout"):
-            self.access.timer(out, now, name, self.alarms)
-        elif name == UNLOCK_TIMER and self.session is not None and self.session.phase == "unlocked":
-            out.append(
-                Emit("lock.locked", "info", {"session": self.session.id, "reason": "timeout"})
-            )
-            self.session = None
+        key: TimerKey = fired.key
+        policy = self.policy
+        if isinstance(key, Timer):
+            self._fixed_timer(out, now, key)
+        elif policy is None:
+            return
+        elif isinstance(key, Settle):
+            self.ledger.settle(now, policy, key.slot)
+            self._settled(out, now, key.slot)
+        elif isinstance(key, Overdue):
+            self.ledger.overdue(out, now, self.alarms, key.container)
+        elif isinstance(key, Stale):
+            self.env.stale(out, now, policy, self.alarms, key.sensor)
+
+    def _fixed_timer(self, out: list[Effect], now: Instant, key: Timer) -> None:
+        policy, session = self.policy, self.session
+        if key is Timer.PAIR:
+            self.access.pair_window_ended(out, now)
+        elif key is Timer.LOCKOUT:
+            self.access.lockout_ended(out, now, self.alarms)
+        elif key is Timer.UNLOCK and session is not None and session.phase is Phase.UNLOCKED:
+            out.append(Emit("lock.locked", "info", {"session": session.id, "reason": "timeout"}))
+            self._end_session(session)
             if policy is not None:
                 for slot in sorted(self.ledger.slots):
                     self.ledger.check_unattended(out, now, policy, self.alarms, slot)
-        elif name == DOOR_HELD_TIMER and self.door_open:
-            session = self.session.id if self.session else None
-            self.alarms.raise_(out, now, "door_held_open", session=session)
-        elif name == RECONCILE_TIMER:
+        elif key is Timer.DOOR_HELD and self.door_open:
+            self.alarms.raise_(out, now, "door_held_open", session=session.id if session else None)
+        elif key is Timer.RECONCILE:
             self._reconcile(out, now)
-        elif name == START_CHECK_TIMER:
-            self._start_check(out, now)
+        elif key is Timer.START_CHECK:
+            durable.start_check(self, out, now)
         elif policy is None:
             return
-        elif name.startswith("settle:"):
-            slot = int(name.removeprefix("settle:"))
-            self.ledger.settle(now, policy, slot)
-            self._settled(out, now, slot)
-        elif name.startswith("overdue:"):
-            self.ledger.overdue(out, now, self.alarms, name.removeprefix("overdue:"))
-        elif name in (VOC_RAISE, VOC_CLEAR) or name.startswith("stale:"):
-            self.env.timer(out, now, policy, self.alarms, name)
-        elif name == TELEMETRY_TIMER:
-            self._telemetry(out, now, policy)
-
-    def _telemetry(self, out: list[Effect], now: Instant, policy: Policy) -> None:
-        out.append(
-            Emit(
-                "env.reading",
-                "info",
-                {
-                    "voc_ppb": self.env.voc_ppb,
-                    "leak_wet": self.env.leak_wet,
-                    "door_open": self.door_open,
-                },
-            )
-        )
-        out.append(
-            StartTimer(TELEMETRY_TIMER, now.mono_ms + policy.environment.reading_period_s * 1000)
-        )
+        elif key is Timer.VOC_RAISE:
+            self.env.voc_held_high(out, now, policy, self.alarms)
+        elif key is Timer.VOC_CLEAR:
+            self.env.voc_held_low(out, policy, self.alarms)
+        elif key is Timer.TELEMETRY:
+            system.telemetry(out, now, policy, self.env, self.door_open)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -347,76 +356,28 @@ class CabinetRules:
         out.append(Emit("system.started", "info", data))
         # Fail-secure: whatever the pins did before, the first outputs are all off.
         out.extend(SetOutput(name, False) for name in OUTPUTS)
-        if s.state is None:
-            return
-        mark = len(out)
-        try:
-            durable.restore(self, out, now, s.state)
-        except durable.StateError as exc:
-            del out[mark:]
-            self.policy, self.session, self.door_open = None, None, None
-            self.alarms, self.access, self.ledger = AlarmBook(), AccessControl(), MassLedger()
-            self.alarms.boot = s.boot
-            out.append(
-                Emit(
-                    "system.warning", "warning", {"problem": "state_unreadable", "detail": str(exc)}
-                )
-            )
-            return
-        if self.policy is not None:
-            period = self.policy.environment.reading_period_s * 1000
-            out.append(StartTimer(TELEMETRY_TIMER, now.mono_ms + period))
-            settle_s = max(self.policy.inventory.settle_s, 1)
-            out.append(
-                StartTimer(START_CHECK_TIMER, now.mono_ms + (settle_s + START_CHECK_S) * 1000)
-            )
+        if s.state is not None:
+            durable.resume(self, out, now, s.state)
+
+    def forget(self) -> None:
+        """Start from nothing (a saved state that cannot be read): no policy, no books."""
+        self.policy, self.session, self.door_open = None, None, None
+        self.alarms, self.access, self.ledger = AlarmBook(), AccessControl(), MassLedger()
+        self.alarms.boot = self.boot
 
     def resume_session(
-        self, out: list[Effect], now: Instant, session_id: str, grant: Grant, phase: str
+        self, out: list[Effect], now: Instant, session_id: str, grant: Grant, phase: Phase
     ) -> None:
         """A session whose door had opened goes on after a restart (durable.restore)."""
         self.session = Session(session_id, grant, phase)
-        if phase == "settling":
+        if phase is Phase.SETTLING:
             self._schedule_reconcile(out, now)
-
-    def _start_check(self, out: list[Effect], now: Instant) -> None:
-        """The first fresh readings are in: alarms restored at start whose condition is
-        gone are cleared (`condition_gone_at_start`); the rest stay open under their id."""
-        policy = self.policy
-        if self.door_open is False:
-            self.alarms.clear(out, "door_forced")
-            self.alarms.clear(out, "door_held_open")
-        if self.env.leak_wet is False:
-            self.alarms.clear(out, "leak")
-        voc = self.env.voc_ppb
-        if policy is not None and voc is not None and voc < policy.environment.voc_clear_ppb:
-            self.alarms.clear(out, "voc_high", voc_ppb=voc)
-        if policy is not None and self.session is None:
-            for slot in sorted(self.ledger.slots):
-                self.ledger.check_unattended(out, now, policy, self.alarms, slot)
-        self.alarms.end_start_check()
-
-    def _heartbeat(self, out: list[Effect], now: Instant, hb: Heartbeat) -> None:
-        data = {
-            **hb.data,
-            "sensors": self.env.freshness(now),
-            "policy_version": self.policy.version if self.policy else None,
-        }
-        out.append(Emit("system.heartbeat", "info", data))
-
-    def _clock(self, out: list[Effect], now: Instant, c: ClockStatus) -> None:
-        if c.synchronized:
-            self.alarms.clear(out, "clock_unsynced")
-        else:
-            self.alarms.raise_(
-                out, now, "clock_unsynced", detail="wall clock not synchronised (NTP)"
-            )
 
     def _stopping(self, out: list[Effect], now: Instant, s: Stopping) -> None:
         if self.stopped:
             return
         self.stopped = True
-        if self.session is not None and self.session.phase == "unlocked":
+        if self.session is not None and self.session.phase is Phase.UNLOCKED:
             # The relay drops as the agent stops: record it like any other locking.
             out.append(
                 Emit("lock.locked", "info", {"session": self.session.id, "reason": "stopping"})

@@ -8,14 +8,30 @@ as `command.applied` / `command.rejected` / `policy.applied` / `policy.rejected`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from config.policy import Policy
+from rules.access import AccessControl, Grant
+from rules.alarms import AlarmBook
 from rules.effects import Effect, Emit, Instant, PersistPolicy, Republish, StartTimer
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
-from rules.inventory import Approval
+from rules.inventory import Approval, MassLedger
+from rules.session import Session
+from rules.timers import Settle, Timer
 
-if TYPE_CHECKING:
-    from rules.cabinet import CabinetRules
+
+class Cabinet(Protocol):
+    """The parts of the rules' state a command may read or change (CabinetRules)."""
+
+    device: str
+    policy: Policy | None
+    alarms: AlarmBook
+    access: AccessControl
+    ledger: MassLedger
+    session: Session | None
+    door_open: bool | None
+
+    def grant(self, out: list[Effect], now: Instant, grant: Grant) -> None: ...
 
 
 def _applied(out: list[Effect], cmd: CommandReceived, **extra: Any) -> None:
@@ -59,14 +75,14 @@ def _str(args: dict[str, Any], key: str) -> str:
     return value
 
 
-def handle(rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
+def handle(rules: Cabinet, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
     try:
         _dispatch(rules, out, now, cmd)
     except ValueError as exc:
         _refused(out, cmd.name, cmd.nonce, "bad_args", detail=str(exc))
 
 
-def _dispatch(rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
+def _dispatch(rules: Cabinet, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
     args = cmd.args if isinstance(cmd.args, dict) else {}
     if cmd.name == "approve":
         person, by = _str(args, "person"), _str(args, "by")
@@ -115,7 +131,7 @@ def _dispatch(rules: CabinetRules, out: list[Effect], now: Instant, cmd: Command
 
 
 def _ack(
-    rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived, args: dict[str, Any]
+    rules: Cabinet, out: list[Effect], now: Instant, cmd: CommandReceived, args: dict[str, Any]
 ) -> None:
     alarm = _str(args, "alarm")
     by = args.get("by")
@@ -138,7 +154,7 @@ def _ack(
     rules.alarms.ack(out, alarm, by, comment)
 
 
-def load_policy(rules: CabinetRules, out: list[Effect], now: Instant, loaded: PolicyLoaded) -> None:
+def load_policy(rules: Cabinet, out: list[Effect], now: Instant, loaded: PolicyLoaded) -> None:
     policy = loaded.policy
     current = rules.policy
     base = {
@@ -176,11 +192,9 @@ def load_policy(rules: CabinetRules, out: list[Effect], now: Instant, loaded: Po
         out.append(PersistPolicy(loaded.document, policy.version))
     if first:
         period = policy.environment.reading_period_s * 1000
-        out.append(StartTimer("telemetry", now.mono_ms + period))
+        out.append(StartTimer(Timer.TELEMETRY, now.mono_ms + period))
         # Readings that arrived before any policy could not be judged: settle them now.
         for slot in sorted(rules.ledger.slots):
             if rules.ledger.slots[slot].candidate is not None:
                 rules.ledger.slots[slot].since_mono = now.mono_ms
-                out.append(
-                    StartTimer(f"settle:{slot}", now.mono_ms + policy.inventory.settle_s * 1000)
-                )
+                out.append(StartTimer(Settle(slot), now.mono_ms + policy.inventory.settle_s * 1000))

@@ -13,23 +13,47 @@ fresh readings after the start re-check every restored alarm against the world.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from config.policy import Policy
-from rules.access import Grant
+from rules.access import AccessControl, Grant
+from rules.alarms import AlarmBook
 from rules.effects import Effect, Emit, Instant, StartTimer
-
-if TYPE_CHECKING:
-    from rules.cabinet import CabinetRules
+from rules.environment import Environment
+from rules.inventory import MassLedger
+from rules.session import Phase, Session
+from rules.timers import Timer
 
 FORMAT = 1  # bump when the shape changes; an unknown format is not guessed at
+# After a restart, restored alarms are re-checked once the sensors have reported (every
+# ~1 s) and the scales had `settle_s` to settle: this many seconds beyond settle_s.
+START_CHECK_S = 3
+
+
+class Cabinet(Protocol):
+    """The parts of the rules' state this module reads and resumes (CabinetRules)."""
+
+    policy: Policy | None
+    alarms: AlarmBook
+    access: AccessControl
+    ledger: MassLedger
+    env: Environment
+    session: Session | None
+    door_open: bool | None
+    door_opened_wall_ms: int | None
+
+    def resume_session(
+        self, out: list[Effect], now: Instant, session_id: str, grant: Grant, phase: Phase
+    ) -> None: ...
+
+    def forget(self) -> None: ...
 
 
 class StateError(ValueError):
     """The saved state cannot be read: the cabinet starts without it and says so."""
 
 
-def to_state(rules: CabinetRules, now: Instant, *, with_policy: bool = True) -> dict[str, Any]:
+def to_state(rules: Cabinet, now: Instant, *, with_policy: bool = True) -> dict[str, Any]:
     """The state as plain data; without the policy (`policy_state`) when the caller keeps
     that part apart: it is most of the bytes and changes a few times a year."""
     session = rules.session
@@ -50,7 +74,7 @@ def to_state(rules: CabinetRules, now: Instant, *, with_policy: bool = True) -> 
             "readers": list(session.grant.readers),
             "mode": session.grant.mode,
             "approval": session.grant.approval,
-            "phase": session.phase,
+            "phase": session.phase.value,
         },
     }
 
@@ -59,15 +83,53 @@ def policy_state(policy: Policy | None) -> dict[str, Any] | None:
     return None if policy is None else policy.model_dump(mode="json", by_alias=True)
 
 
-def restore(rules: CabinetRules, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+def resume(rules: Cabinet, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+    """At start: restore `state`, or forget it all and say so if it cannot be read; then
+    arm the timers that only exist after a restart."""
+    mark = len(out)
+    try:
+        restore(rules, out, now, state)
+    except StateError as exc:
+        del out[mark:]
+        rules.forget()
+        data = {"problem": "state_unreadable", "detail": str(exc)}
+        out.append(Emit("system.warning", "warning", data))
+        return
+    if rules.policy is not None:
+        period = rules.policy.environment.reading_period_s * 1000
+        out.append(StartTimer(Timer.TELEMETRY, now.mono_ms + period))
+        settle_s = max(rules.policy.inventory.settle_s, 1)
+        out.append(StartTimer(Timer.START_CHECK, now.mono_ms + (settle_s + START_CHECK_S) * 1000))
+
+
+def start_check(rules: Cabinet, out: list[Effect], now: Instant) -> None:
+    """The first fresh readings are in: alarms restored at start whose condition is gone
+    are cleared (`condition_gone_at_start`); the rest stay open under their id."""
+    policy, alarms, env = rules.policy, rules.alarms, rules.env
+    if rules.door_open is False:
+        alarms.clear(out, "door_forced")
+        alarms.clear(out, "door_held_open")
+    if env.leak_wet is False:
+        alarms.clear(out, "leak")
+    voc = env.voc_ppb
+    if policy is not None and voc is not None and voc < policy.environment.voc_clear_ppb:
+        alarms.clear(out, "voc_high", voc_ppb=voc)
+    if policy is not None and rules.session is None:
+        for slot in sorted(rules.ledger.slots):
+            rules.ledger.check_unattended(out, now, policy, alarms, slot)
+    alarms.end_start_check()
+
+
+def restore(rules: Cabinet, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
     """Resume from `state`; raise StateError (nothing changed) if it cannot be read."""
     if state.get("format") != FORMAT:
         raise StateError(f"unknown state format {state.get('format')!r}")
     try:
         policy = None if state["policy"] is None else Policy.model_validate(state["policy"])
         session = state["session"]
-        grant = None
+        grant, phase = None, Phase.UNLOCKED
         if session is not None:
+            phase = Phase(session["phase"])
             grant = Grant(
                 (session["persons"][0], session["persons"][1]),
                 tuple(session["readers"]),
@@ -83,11 +145,11 @@ def restore(rules: CabinetRules, out: list[Effect], now: Instant, state: dict[st
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"{type(exc).__name__}: {exc}") from None
     if session is not None and grant is not None:
-        if session["phase"] == "unlocked":
+        if phase is Phase.UNLOCKED:
             # The relay dropped with the power; the pair has to badge again.
             out.append(Emit("lock.locked", "info", {"session": session["id"], "reason": "restart"}))
         else:
-            rules.resume_session(out, now, session["id"], grant, session["phase"])
+            rules.resume_session(out, now, session["id"], grant, phase)
     if rules.door_open and policy is not None and rules.door_opened_wall_ms is not None:
         due = rules.door_opened_wall_ms + policy.access.door_held_s * 1000
-        out.append(StartTimer("door_held", now.mono_ms + due - now.wall_ms))
+        out.append(StartTimer(Timer.DOOR_HELD, now.mono_ms + due - now.wall_ms))

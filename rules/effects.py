@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rules.timers import TimerKey
+
 OutputName = Literal["lock", "fan", "buzzer", "led_green", "led_red"]
 Severity = Literal["info", "warning", "alarm"]
 
@@ -31,13 +33,13 @@ class SetOutput:
 
 @dataclass(frozen=True, slots=True)
 class StartTimer:
-    name: str
+    key: TimerKey
     at_ms: int  # on the rules' monotonic time base (Instant.mono_ms)
 
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
-    name: str
+    key: TimerKey
 
 
 @dataclass(frozen=True, slots=True)

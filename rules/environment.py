@@ -11,9 +11,7 @@ from __future__ import annotations
 from config.policy import Policy
 from rules.alarms import AlarmBook
 from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
-
-VOC_RAISE = "voc_raise"
-VOC_CLEAR = "voc_clear"
+from rules.timers import Stale, Timer
 
 
 class Environment:
@@ -44,16 +42,16 @@ class Environment:
         if not alarms.is_open("voc_high"):
             if ppb >= env.voc_alarm_ppb and not self._raise_pending:
                 self._raise_pending = True
-                out.append(StartTimer(VOC_RAISE, now.mono_ms + hold_ms))
+                out.append(StartTimer(Timer.VOC_RAISE, now.mono_ms + hold_ms))
             elif ppb < env.voc_alarm_ppb and self._raise_pending:
                 self._raise_pending = False
-                out.append(CancelTimer(VOC_RAISE))
+                out.append(CancelTimer(Timer.VOC_RAISE))
         elif ppb < env.voc_clear_ppb and not self._clear_pending:
             self._clear_pending = True
-            out.append(StartTimer(VOC_CLEAR, now.mono_ms + hold_ms))
+            out.append(StartTimer(Timer.VOC_CLEAR, now.mono_ms + hold_ms))
         elif ppb >= env.voc_clear_ppb and self._clear_pending:
             self._clear_pending = False
-            out.append(CancelTimer(VOC_CLEAR))
+            out.append(CancelTimer(Timer.VOC_CLEAR))
         if not self._warned and ppb >= env.voc_warn_ppb:
             self._warned = True
             out.append(
@@ -62,32 +60,38 @@ class Environment:
         elif self._warned and ppb < env.voc_clear_ppb:
             self._warned = False
 
-    def timer(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, name: str
+    def voc_held_high(
+        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook
     ) -> None:
-        env = policy.environment
-        voc = self.voc_ppb
-        if name == VOC_RAISE and self._raise_pending:
+        """VOC_RAISE fired: still at or above the alarm level after voc_hold_s?"""
+        env, voc = policy.environment, self.voc_ppb
+        if self._raise_pending:
             self._raise_pending = False
             if voc is not None and voc >= env.voc_alarm_ppb:
                 alarms.raise_(out, now, "voc_high", voc_ppb=voc, alarm_ppb=env.voc_alarm_ppb)
-        elif name == VOC_CLEAR and self._clear_pending:
+
+    def voc_held_low(self, out: list[Effect], policy: Policy, alarms: AlarmBook) -> None:
+        """VOC_CLEAR fired: still below the clear level after voc_hold_s?"""
+        env, voc = policy.environment, self.voc_ppb
+        if self._clear_pending:
             self._clear_pending = False
             if voc is not None and voc < env.voc_clear_ppb:
                 alarms.clear(out, "voc_high", voc_ppb=voc)
-        elif name.startswith("stale:"):
-            sensor = name.removeprefix("stale:")
-            last = self.last_seen.get(sensor)
-            if last is not None and now.mono_ms - last >= env.sensor_stale_s * 1000:
-                alarms.raise_(
-                    out,
-                    now,
-                    "sensor_fault",
-                    sensor,
-                    sensor=sensor,
-                    detail="silent",
-                    silent_s=(now.mono_ms - last) // 1000,
-                )
+
+    def stale(
+        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, sensor: str
+    ) -> None:
+        last = self.last_seen.get(sensor)
+        if last is not None and now.mono_ms - last >= policy.environment.sensor_stale_s * 1000:
+            alarms.raise_(
+                out,
+                now,
+                "sensor_fault",
+                sensor,
+                sensor=sensor,
+                detail="silent",
+                silent_s=(now.mono_ms - last) // 1000,
+            )
 
     def leak(self, out: list[Effect], now: Instant, alarms: AlarmBook, wet: bool) -> None:
         self.leak_wet = wet
@@ -103,7 +107,7 @@ class Environment:
         self.last_seen[sensor] = now.mono_ms
         alarms.clear(out, "sensor_fault", sensor, sensor=sensor)
         out.append(
-            StartTimer(f"stale:{sensor}", now.mono_ms + policy.environment.sensor_stale_s * 1000)
+            StartTimer(Stale(sensor), now.mono_ms + policy.environment.sensor_stale_s * 1000)
         )
 
     def freshness(self, now: Instant) -> dict[str, int]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rules.timers import TimerKey
+
 ReaderName = Literal["A", "B"]
 SensorName = str  # "voc", "leak", "door", "scale:<slot>", ...
 
@@ -69,10 +71,16 @@ class SensorRecovered:
 
 
 @dataclass(frozen=True, slots=True)
-class SensorSilenced:
-    """Simulation only: the named simulated sensor stops reporting (DESIGN.md §4.6)."""
+class UplinkTrouble:
+    """The broker has refused publishes for a while (not authorised, quota): the record
+    is kept and retried, but someone should look at the broker's configuration."""
 
-    sensor: SensorName
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkRecovered:
+    """The broker takes the record again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +124,7 @@ class PolicyLoaded:
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    name: str
+    key: TimerKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +180,8 @@ Input = (
     | TamperChanged
     | SensorFault
     | SensorRecovered
-    | SensorSilenced
+    | UplinkTrouble
+    | UplinkRecovered
     | ReaderFault
     | ReaderRecovered
     | CommandReceived

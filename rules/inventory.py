@@ -17,10 +17,7 @@ from typing import Any
 from config.policy import Policy
 from rules.alarms import AlarmBook
 from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
-
-
-def overdue_timer(container: str) -> str:
-    return f"overdue:{container}"
+from rules.timers import Overdue, Settle
 
 
 @dataclass
@@ -96,7 +93,7 @@ class MassLedger:
         if policy.inventory.settle_s == 0:
             slot.settled = mg
             return True
-        out.append(StartTimer(f"settle:{slot_no}", now.mono_ms + policy.inventory.settle_s * 1000))
+        out.append(StartTimer(Settle(slot_no), now.mono_ms + policy.inventory.settle_s * 1000))
         return False
 
     def settle(self, now: Instant, policy: Policy, slot_no: int) -> bool:
@@ -189,7 +186,7 @@ class MassLedger:
             out.append(Emit("inventory.removed", "info", dict(common)))
             out.append(
                 StartTimer(
-                    overdue_timer(slot.container or ""),
+                    Overdue(slot.container or ""),
                     now.mono_ms + policy.inventory.return_within_s * 1000,
                 )
             )
@@ -200,7 +197,7 @@ class MassLedger:
             slot.present = True
             slot.due_wall_ms = None
             out.append(Emit("inventory.restored", "info", dict(common)))
-            out.append(CancelTimer(overdue_timer(slot.container or "")))
+            out.append(CancelTimer(Overdue(slot.container or "")))
             alarms.clear(out, "overdue_return", slot.container or "", container=slot.container)
             taken = slot.book - (gross - slot.tare)
         else:
@@ -292,7 +289,7 @@ class MassLedger:
             self.slots[slot.slot] = slot
             if not slot.present and slot.due_wall_ms is not None:
                 at = now.mono_ms + slot.due_wall_ms - now.wall_ms
-                out.append(StartTimer(overdue_timer(slot.container or ""), at))
+                out.append(StartTimer(Overdue(slot.container or ""), at))
         self.approvals = [
             Approval(
                 a["container"], a["max_mg"], frozenset(a["persons"]), a["until_ms"], a["nonce"]

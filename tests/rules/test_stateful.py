@@ -30,6 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from agent.wire import verify_chain
 from rules import inputs as i
 from rules.access import pair_allowed
+from rules.session import Phase
 from tests.rules.harness import (
     EXPIRED,
     KEEPER,
@@ -177,8 +178,7 @@ class CabinetMachine(RuleBasedStateMachine):
             return
         rules = self.cab.rules
         if rules.outputs["lock"]:
-            assert rules.session is not None and rules.session.phase == "unlocked"
-            assert rules.door_open is not True or rules.session.phase == "unlocked"
+            assert rules.session is not None and rules.session.phase is Phase.UNLOCKED
 
     def _check_grant_before(self, events: list[dict], index: int, session: str) -> None:
         granted = events[index - 1]
