@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from config.policy import Policy
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
+from rules.command_args import Ack, Approve, ApproveWithdrawal, Resend, Snapshot
 from rules.effects import Effect, Emit, Instant, PersistPolicy, Republish, StartTimer
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 from rules.inventory import Approval, MassLedger
@@ -34,8 +35,13 @@ class Cabinet(Protocol):
     def grant(self, out: list[Effect], now: Instant, grant: Grant) -> None: ...
 
 
-def _applied(out: list[Effect], cmd: CommandReceived, **extra: Any) -> None:
-    data = {"name": cmd.name, "nonce": cmd.nonce, "reason": None, **extra}
+def _applied(out: list[Effect], received: CommandReceived) -> None:
+    data = {
+        "name": received.name,
+        "nonce": received.nonce,
+        "reason": None,
+        **received.command.record(),
+    }
     out.append(Emit("command.applied", "info", data))
 
 
@@ -61,97 +67,58 @@ def rejected(out: list[Effect], r: CommandRejected) -> None:
     _refused(out, r.name, r.nonce, r.reason)
 
 
-def _int(args: dict[str, Any], key: str) -> int:
-    value = args.get(key)
-    if type(value) is not int:
-        raise ValueError(key)
-    return value
-
-
-def _str(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise ValueError(key)
-    return value
-
-
-def handle(rules: Cabinet, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
-    try:
-        _dispatch(rules, out, now, cmd)
-    except ValueError as exc:
-        _refused(out, cmd.name, cmd.nonce, "bad_args", detail=str(exc))
-
-
-def _dispatch(rules: Cabinet, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
-    args = cmd.args if isinstance(cmd.args, dict) else {}
-    if cmd.name == "approve":
-        person, by = _str(args, "person"), _str(args, "by")
-        busy = rules.session is not None or bool(rules.door_open)
-        if busy:
-            _refused(out, cmd.name, cmd.nonce, "door_open", person=person, by=by)
+def handle(rules: Cabinet, out: list[Effect], now: Instant, received: CommandReceived) -> None:
+    command, nonce = received.command, received.nonce
+    if isinstance(command, Approve):
+        _approve(rules, out, now, command, nonce)
+    elif isinstance(command, ApproveWithdrawal):
+        policy = rules.policy
+        if policy is None or policy.container_by_id(command.container) is None:
+            _refused(out, command.NAME, nonce, "unknown_container", **command.record())
             return
-        result = rules.access.approve_remote(out, now, rules.policy, person, cmd.nonce, by)
-        if isinstance(result, str):
-            _refused(out, cmd.name, cmd.nonce, result, person=person, by=by)
-            return
-        _applied(out, cmd, person=person, by=by)
-        rules.grant(out, now, result)
-    elif cmd.name == "approve_withdrawal":
-        container = _str(args, "container")
-        max_mg, until_ms = _int(args, "max_mg"), _int(args, "until_ms")
-        persons = args.get("persons")
-        if (
-            not isinstance(persons, list)
-            or not persons
-            or not all(isinstance(p, str) for p in persons)
-        ):
-            raise ValueError("persons")
-        if max_mg < 0:
-            raise ValueError("max_mg")
-        if rules.policy is None or rules.policy.container_by_id(container) is None:
-            _refused(out, cmd.name, cmd.nonce, "unknown_container", container=container)
-            return
-        rules.ledger.approve(Approval(container, max_mg, frozenset(persons), until_ms, cmd.nonce))
-        _applied(
-            out, cmd, container=container, max_mg=max_mg, persons=sorted(persons), until_ms=until_ms
+        approval = Approval(
+            command.container,
+            command.max_mg,
+            frozenset(command.persons),
+            command.until_ms,
+            nonce,
         )
-    elif cmd.name == "ack":
-        _ack(rules, out, now, cmd, args)
-    elif cmd.name == "snapshot":
+        rules.ledger.approve(approval)
+        _applied(out, received)
+    elif isinstance(command, Ack):
+        _ack(rules, out, now, command, nonce)
+    elif isinstance(command, Snapshot):
         out.append(Emit("inventory.snapshot", "info", {"slots": rules.ledger.snapshot()}))
-        _applied(out, cmd)
-    elif cmd.name == "resend":
-        lo, hi = _int(args, "from_seq"), _int(args, "to_seq")
-        if not 1 <= lo <= hi:
-            raise ValueError("from_seq..to_seq")
-        _applied(out, cmd, from_seq=lo, to_seq=hi)
-        out.append(Republish(lo, hi))
-    else:
-        _refused(out, cmd.name, cmd.nonce, "unknown_command")
+        _applied(out, received)
+    elif isinstance(command, Resend):
+        _applied(out, received)
+        out.append(Republish(command.from_seq, command.to_seq))
 
 
-def _ack(
-    rules: Cabinet, out: list[Effect], now: Instant, cmd: CommandReceived, args: dict[str, Any]
-) -> None:
-    alarm = _str(args, "alarm")
-    by = args.get("by")
-    comment = args.get("comment")
-    if (by is not None and not isinstance(by, str)) or (
-        comment is not None and not isinstance(comment, str)
-    ):
-        raise ValueError("by/comment")
-    record = {"alarm": alarm, "by": by, "comment": comment}
-    if by is not None:
-        person = rules.policy.person_by_id(by) if rules.policy else None
+def _approve(rules: Cabinet, out: list[Effect], now: Instant, command: Approve, nonce: str) -> None:
+    if rules.session is not None or bool(rules.door_open):
+        _refused(out, command.NAME, nonce, "door_open", **command.record())
+        return
+    result = rules.access.approve_remote(out, now, rules.policy, command.person, nonce, command.by)
+    if isinstance(result, str):
+        _refused(out, command.NAME, nonce, result, **command.record())
+        return
+    _applied(out, CommandReceived(command, nonce))
+    rules.grant(out, now, result)
+
+
+def _ack(rules: Cabinet, out: list[Effect], now: Instant, command: Ack, nonce: str) -> None:
+    if command.by is not None:
+        person = rules.policy.person_by_id(command.by) if rules.policy else None
         if person is None or not person.valid_at(now.wall_ms):
             reason = "unknown_person" if person is None else "not_authorized"
-            _refused(out, cmd.name, cmd.nonce, reason, **record)
+            _refused(out, command.NAME, nonce, reason, **command.record())
             return
-    if rules.alarms.find(alarm) is None:
-        _refused(out, cmd.name, cmd.nonce, "unknown_alarm", **record)
+    if rules.alarms.find(command.alarm) is None:
+        _refused(out, command.NAME, nonce, "unknown_alarm", **command.record())
         return
-    _applied(out, cmd, **record)
-    rules.alarms.ack(out, alarm, by, comment)
+    _applied(out, CommandReceived(command, nonce))
+    rules.alarms.ack(out, command.alarm, command.by, command.comment)
 
 
 def load_policy(rules: Cabinet, out: list[Effect], now: Instant, loaded: PolicyLoaded) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rules.command_args import Command
 from rules.timers import TimerKey
 
 ReaderName = Literal["A", "B"]
@@ -96,15 +97,16 @@ class ReaderRecovered:
 
 @dataclass(frozen=True, slots=True)
 class CommandReceived:
-    """A command that has passed signature, device, expiry and nonce checks (or replay).
+    """A command that has passed signature, device, expiry and nonce checks (or replay),
+    its args already typed (rules.command_args); the rules check what it means now (is
+    that person pending, does that container exist)."""
 
-    `args` were validated by the downlink for shape; the rules check meaning (is that
-    person pending, does that container exist).
-    """
-
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
+    command: Command
     nonce: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.command.NAME
 
 
 @dataclass(frozen=True, slots=True)
