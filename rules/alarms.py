@@ -44,6 +44,8 @@ class OpenAlarm:
     subject: str
     since_ms: int
     acked: bool = False
+    slot: int | None = None  # what a mass alarm is about, for `resolve`
+    container: str | None = None
 
 
 class AlarmBook:
@@ -65,6 +67,7 @@ class AlarmBook:
             return None
         self._count += 1
         alarm = OpenAlarm(f"A{self.boot}-{self._count}", kind, subject, now.wall_ms)
+        alarm.slot, alarm.container = details.get("slot"), details.get("container")
         self._open[key] = alarm
         out.append(Emit("alarm.raised", "alarm", {"alarm": alarm.id, "kind": kind, **details}))
         return alarm.id
@@ -96,6 +99,12 @@ class AlarmBook:
             )
         )
         return True
+
+    def resolved(self, out: list[Effect], alarm: OpenAlarm) -> None:
+        self._open.pop((alarm.kind, alarm.subject), None)
+        self.unchecked.discard(alarm.id)
+        data = {"alarm": alarm.id, "kind": alarm.kind, "reason": "resolved"}
+        out.append(Emit("alarm.cleared", "info", data))
 
     def is_open(self, kind: str, subject: str = "") -> bool:
         return (kind, subject) in self._open

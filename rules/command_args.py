@@ -8,7 +8,7 @@ commands. `policy` is not here: its argument is a signed document the verifier o
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
@@ -68,6 +68,35 @@ class Ack(_Command):
     comment: FreeText | None = None
 
 
+ResolveReason = Literal[
+    "recount", "evaporation", "spill", "scale_fault", "delivery_error", "theft_reported", "other"
+]
+
+
+class Resolve(_Command):
+    """Close a discrepancy of the books: two keepers or safety officers set the book to
+    the settled measured content (`inventory.adjusted`), then the alarm clears."""
+
+    NAME = "resolve"
+    alarm: Id
+    reason: ResolveReason
+    persons: Annotated[list[Id], Field(min_length=2, max_length=2)]
+    comment: FreeText | None = None
+
+    def record(self) -> dict[str, Any]:
+        # `reason` of command.applied/rejected is the cabinet's answer: the code travels
+        # beside it as `reason_code`.
+        data = self.model_dump()
+        data["reason_code"] = data.pop("reason")
+        return data
+
+    @model_validator(mode="after")
+    def _explained(self) -> Resolve:
+        if self.reason == "other" and self.comment is None:
+            raise ValueError("reason 'other' needs a comment")
+        return self
+
+
 class Snapshot(_Command):
     NAME = "snapshot"
 
@@ -86,9 +115,9 @@ class Resend(_Command):
         return self
 
 
-Command = Approve | ApproveWithdrawal | Ack | Snapshot | Resend
+Command = Approve | ApproveWithdrawal | Ack | Resolve | Snapshot | Resend
 COMMANDS: Final[dict[str, type[_Command]]] = {
-    c.NAME: c for c in (Approve, ApproveWithdrawal, Ack, Snapshot, Resend)
+    c.NAME: c for c in (Approve, ApproveWithdrawal, Ack, Resolve, Snapshot, Resend)
 }
 
 
@@ -103,5 +132,5 @@ def parse_command(name: str, args: object) -> Command:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "args"
         raise BadArgs(f"{where}: {first['msg']}") from None
-    assert isinstance(command, Approve | ApproveWithdrawal | Ack | Snapshot | Resend)
+    assert isinstance(command, Approve | ApproveWithdrawal | Ack | Resolve | Snapshot | Resend)
     return command

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from config.policy import Policy
+from rules import discrepancy
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
-from rules.command_args import Ack, Approve, ApproveWithdrawal, Resend, Snapshot
+from rules.command_args import Ack, Approve, ApproveWithdrawal, Resend, Resolve, Snapshot
 from rules.effects import Effect, Emit, Instant, PersistPolicy, Republish, StartTimer
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 from rules.inventory import Approval, MassLedger
@@ -87,6 +88,14 @@ def handle(rules: Cabinet, out: list[Effect], now: Instant, received: CommandRec
         _applied(out, received)
     elif isinstance(command, Ack):
         _ack(rules, out, now, command, nonce)
+    elif isinstance(command, Resolve):
+        settlement = discrepancy.check(now, rules.policy, rules.alarms, rules.ledger, command)
+        if isinstance(settlement, str):
+            _refused(out, command.NAME, nonce, settlement, **command.record())
+            return
+        assert rules.policy is not None
+        _applied(out, received)
+        discrepancy.settle(out, now, rules.policy, rules.alarms, rules.ledger, command, settlement)
     elif isinstance(command, Snapshot):
         out.append(Emit("inventory.snapshot", "info", {"slots": rules.ledger.snapshot()}))
         _applied(out, received)

@@ -179,7 +179,7 @@ class MassLedger:
             "slot": slot.slot,
             "container": slot.container,
         }
-        empty = self._is_empty(policy, slot, gross)
+        empty = self.is_empty(policy, slot, gross)
         if slot.present and empty:
             slot.present = False
             slot.due_wall_ms = now.wall_ms + policy.inventory.return_within_s * 1000
@@ -305,7 +305,7 @@ class MassLedger:
         return max(inv.tolerance_mg, slot.book * inv.tolerance_pct // 100)
 
     @staticmethod
-    def _is_empty(policy: Policy, slot: Slot, gross: int) -> bool:
+    def is_empty(policy: Policy, slot: Slot, gross: int) -> bool:
         # The bottle alone weighs `tare`; below half of it (or the absolute tolerance
         # for very light bottles) the container is not on the scale.
         return gross <= max(policy.inventory.tolerance_mg, slot.tare // 2)

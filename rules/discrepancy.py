@@ -1,0 +1,103 @@
+"""Discrepancies are resolved, not acknowledged away (双人记账).
+
+A mass alarm says the books and the stock disagree. `ack` only silences it; `resolve`
+closes it: two distinct persons, each a keeper or safety officer, valid now, give a
+reason (and a comment for `other`), and the book of the slot becomes the settled
+measured content — recorded as `inventory.adjusted` (before, after, delta, reason, both
+persons; the delta may be 0) — then the alarm clears with `resolved`. The weight must
+have settled: nobody signs for a number that is still moving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.policy import Policy
+from rules.access import APPROVER_ROLES
+from rules.alarms import MASS_KINDS, AlarmBook, OpenAlarm
+from rules.command_args import Resolve
+from rules.effects import Effect, Emit, Instant
+from rules.inventory import MassLedger, Slot
+
+
+@dataclass(frozen=True)
+class Settlement:
+    alarm: OpenAlarm
+    slot: Slot
+
+
+def check(
+    now: Instant, policy: Policy | None, alarms: AlarmBook, ledger: MassLedger, cmd: Resolve
+) -> Settlement | str:
+    """What `cmd` would settle, or the reason it is refused."""
+    alarm = alarms.find(cmd.alarm)
+    if alarm is None:
+        return "unknown_alarm"
+    if alarm.kind not in MASS_KINDS:
+        return "not_resolvable"
+    if policy is None:
+        return "no_policy"
+    first, second = cmd.persons
+    if first == second:
+        return "same_person"
+    for person_id in cmd.persons:
+        person = policy.person_by_id(person_id)
+        if person is None:
+            return "unknown_person"
+        if not person.valid_at(now.wall_ms):
+            return "not_authorized"
+        if not APPROVER_ROLES & set(person.roles):
+            return "role_requirement"
+    slot = _slot_of(alarm, ledger)
+    if slot is None or (slot.container is not None and not slot.present):
+        return "not_resolvable"  # nothing on the scale to take as the count
+    if slot.settled is None or slot.candidate != slot.settled:
+        return "not_settled"
+    if slot.container is not None and MassLedger.is_empty(policy, slot, slot.settled):
+        # The bottle itself is not on the scale: there is no content to count. It has
+        # to be put back (or leave for good through a disposal) before the books move.
+        return "not_resolvable"
+    return Settlement(alarm, slot)
+
+
+def settle(
+    out: list[Effect],
+    now: Instant,
+    policy: Policy,
+    alarms: AlarmBook,
+    ledger: MassLedger,
+    cmd: Resolve,
+    settlement: Settlement,
+) -> None:
+    slot, alarm = settlement.slot, settlement.alarm
+    measured = slot.settled or 0
+    before = slot.book
+    after = max(measured - slot.tare, 0) if slot.container is not None else 0
+    slot.book = after
+    out.append(
+        Emit(
+            "inventory.adjusted",
+            "warning",
+            {
+                "container": slot.container,
+                "slot": slot.slot,
+                "book_before_mg": before,
+                "book_after_mg": after,
+                "delta_mg": after - before,
+                "reason": cmd.reason,
+                "persons": list(cmd.persons),
+                "alarm": alarm.id,
+                "comment": cmd.comment,
+            },
+        )
+    )
+    alarms.resolved(out, alarm)
+    # Another discrepancy of the same slot may have been settled by the new book.
+    if alarms.is_open("mass_unexplained", str(slot.slot)):
+        ledger.check_unattended(out, now, policy, alarms, slot.slot)
+
+
+def _slot_of(alarm: OpenAlarm, ledger: MassLedger) -> Slot | None:
+    if alarm.slot is not None:
+        return ledger.slots.get(alarm.slot)
+    return next((s for s in ledger.slots.values() if s.container == alarm.container), None)
