@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rules.timers import TimerKey
+from rules.vocabulary import EventType
 
 OutputName = Literal["lock", "fan", "buzzer", "led_green", "led_red"]
 Severity = Literal["info", "warning", "alarm"]
@@ -18,7 +19,7 @@ Severity = Literal["info", "warning", "alarm"]
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    type: str
+    type: EventType
     sev: Severity
     data: dict[str, Any] = field(default_factory=dict)
 
