@@ -1,8 +1,10 @@
 """Property: whatever people and sensors do, the two-person rule and the alarm book hold.
 
-A hypothesis state machine drives the real rules, core and outbox with random badges,
-door moves, weights, VOC, leaks, remote approvals, acks and time jumps, and checks after
-every step:
+A hypothesis state machine drives the rules with random badges, door moves, weights,
+VOC, leaks, remote approvals, acks, resolves, restarts and time jumps — thousands of
+runs on `CabinetRules` and a timer heap alone (tests/rules/pure.py), and a twentieth as
+many on the real core and outbox (SQLite, signing) to keep that stand-in honest — and
+checks after every step:
 - `lock.unlocked` only follows an `access.granted` of two different persons, both
   authorised at that moment, satisfying the pair rule, the second within the window;
 - the relay is energised only inside a granted session's unlock window;
@@ -22,6 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -42,6 +45,7 @@ from tests.rules.harness import (
     alarm_condition,
     example_policy,
 )
+from tests.rules.pure import RulesOnly
 
 CARDS = [KEEPER, KEEPER2, USER, USER_SECOND_CARD, SUSPENDED, EXPIRED, "04000000BAD1"]
 PEOPLE = ["p-1001", "p-1002", "p-1003", "p-1004", "p-1005"]
@@ -50,6 +54,10 @@ EXAMPLES = int(os.environ.get("CABINET_STATEFUL_EXAMPLES", "2000"))
 
 
 class CabinetMachine(RuleBasedStateMachine):
+    """On the rules alone (fast); IntegratedMachine below runs it on the real core."""
+
+    integrated = False
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="cab-prop-", dir=TMP_ROOT))
@@ -78,11 +86,13 @@ class CabinetMachine(RuleBasedStateMachine):
             environment={"voc_hold_s": 5},
             inventory={"settle_s": 2},
         )
-        self.cab = Cabinet(self.tmp, self.policy)
+        self.cab: Any = (
+            Cabinet(self.tmp, self.policy) if self.integrated else RulesOnly(self.policy)
+        )
         self.books = {box.id: box.mass_mg for box in self.policy.container}
 
     def teardown(self) -> None:
-        if hasattr(self, "cab"):
+        if self.integrated and hasattr(self, "cab"):
             report = verify_chain(self.cab.events(), self.cab.outbox._key.public)
             self.cab.outbox.close()
             assert report.ok, report.failures
@@ -226,10 +236,23 @@ class CabinetMachine(RuleBasedStateMachine):
             assert granted["data"]["readers"][0] != granted["data"]["readers"][1]
 
 
+class IntegratedMachine(CabinetMachine):
+    """The same machine on the real core and outbox (SQLite, signing): fewer examples."""
+
+    integrated = True
+
+
 CabinetMachine.TestCase.settings = settings(
     max_examples=EXAMPLES,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+IntegratedMachine.TestCase.settings = settings(
+    max_examples=max(EXAMPLES // 20, 20),
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 test_two_person_rule_and_alarm_book_hold_under_random_use = CabinetMachine.TestCase
+test_the_same_holds_on_the_real_core_and_outbox = IntegratedMachine.TestCase
