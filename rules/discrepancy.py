@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from config.policy import Policy
 from rules.access import APPROVER_ROLES
-from rules.alarms import MASS_KINDS, AlarmBook, OpenAlarm
+from rules.alarms import MASS_KINDS, OpenAlarm
 from rules.command_args import Resolve
-from rules.effects import Effect, Emit, Instant
 from rules.inventory import MassLedger, Slot
+from rules.step import Step
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,10 @@ class Settlement:
     slot: Slot
 
 
-def check(
-    now: Instant, policy: Policy | None, alarms: AlarmBook, ledger: MassLedger, cmd: Resolve
-) -> Settlement | str:
+def check(ctx: Step, ledger: MassLedger, cmd: Resolve) -> Settlement | str:
     """What `cmd` would settle, or the reason it is refused."""
-    alarm = alarms.find(cmd.alarm)
+    policy = ctx.policy
+    alarm = ctx.alarms.find(cmd.alarm)
     if alarm is None:
         return "unknown_alarm"
     if alarm.kind not in MASS_KINDS:
@@ -44,7 +43,7 @@ def check(
         person = policy.person_by_id(person_id)
         if person is None:
             return "unknown_person"
-        if not person.valid_at(now.wall_ms):
+        if not person.valid_at(ctx.now.wall_ms):
             return "not_authorized"
         if not APPROVER_ROLES & set(person.roles):
             return "role_requirement"
@@ -61,40 +60,29 @@ def check(
 
 
 def settle(
-    out: list[Effect],
-    now: Instant,
-    policy: Policy,
-    alarms: AlarmBook,
-    ledger: MassLedger,
-    cmd: Resolve,
-    settlement: Settlement,
+    ctx: Step, policy: Policy, ledger: MassLedger, cmd: Resolve, settlement: Settlement
 ) -> None:
     slot, alarm = settlement.slot, settlement.alarm
     measured = slot.settled or 0
     before = slot.book
     after = max(measured - slot.tare, 0) if slot.container is not None else 0
     slot.book = after
-    out.append(
-        Emit(
-            "inventory.adjusted",
-            "warning",
-            {
-                "container": slot.container,
-                "slot": slot.slot,
-                "book_before_mg": before,
-                "book_after_mg": after,
-                "delta_mg": after - before,
-                "reason": cmd.reason,
-                "persons": list(cmd.persons),
-                "alarm": alarm.id,
-                "comment": cmd.comment,
-            },
-        )
-    )
-    alarms.resolved(out, alarm)
+    data = {
+        "container": slot.container,
+        "slot": slot.slot,
+        "book_before_mg": before,
+        "book_after_mg": after,
+        "delta_mg": after - before,
+        "reason": cmd.reason,
+        "persons": list(cmd.persons),
+        "alarm": alarm.id,
+        "comment": cmd.comment,
+    }
+    ctx.emit("inventory.adjusted", "warning", data)
+    ctx.alarms.resolved(ctx.out, alarm)
     # Another discrepancy of the same slot may have been settled by the new book.
-    if alarms.is_open("mass_unexplained", str(slot.slot)):
-        ledger.check_unattended(out, now, policy, alarms, slot.slot)
+    if ctx.alarms.is_open("mass_unexplained", str(slot.slot)):
+        ledger.check_unattended(ctx, policy, slot.slot)
 
 
 def _slot_of(alarm: OpenAlarm, ledger: MassLedger) -> Slot | None:

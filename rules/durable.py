@@ -18,10 +18,11 @@ from typing import Any, Protocol
 from config.policy import Policy
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
-from rules.effects import Effect, Emit, Instant, StartTimer
+from rules.effects import Instant
 from rules.environment import Environment
 from rules.inventory import MassLedger
 from rules.session import Phase, Session
+from rules.step import Step
 from rules.timers import Timer
 
 FORMAT = 1  # bump when the shape changes; an unknown format is not guessed at
@@ -42,9 +43,7 @@ class Cabinet(Protocol):
     door_open: bool | None
     door_opened_wall_ms: int | None
 
-    def resume_session(
-        self, out: list[Effect], now: Instant, session_id: str, grant: Grant, phase: Phase
-    ) -> None: ...
+    def resume_session(self, ctx: Step, session_id: str, grant: Grant, phase: Phase) -> None: ...
 
     def forget(self) -> None: ...
 
@@ -83,44 +82,44 @@ def policy_state(policy: Policy | None) -> dict[str, Any] | None:
     return None if policy is None else policy.model_dump(mode="json", by_alias=True)
 
 
-def resume(rules: Cabinet, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+def resume(rules: Cabinet, ctx: Step, state: dict[str, Any]) -> None:
     """At start: restore `state`, or forget it all and say so if it cannot be read; then
     arm the timers that only exist after a restart."""
-    mark = len(out)
+    mark = len(ctx.out)
     try:
-        restore(rules, out, now, state)
+        restore(rules, ctx, state)
     except StateError as exc:
-        del out[mark:]
+        del ctx.out[mark:]
         rules.forget()
-        data = {"problem": "state_unreadable", "detail": str(exc)}
-        out.append(Emit("system.warning", "warning", data))
+        ctx.policy, ctx.alarms = None, rules.alarms
+        ctx.emit("system.warning", "warning", {"problem": "state_unreadable", "detail": str(exc)})
         return
+    ctx.policy = rules.policy
     if rules.policy is not None:
-        period = rules.policy.environment.reading_period_s * 1000
-        out.append(StartTimer(Timer.TELEMETRY, now.mono_ms + period))
+        ctx.start(Timer.TELEMETRY, rules.policy.environment.reading_period_s * 1000)
         settle_s = max(rules.policy.inventory.settle_s, 1)
-        out.append(StartTimer(Timer.START_CHECK, now.mono_ms + (settle_s + START_CHECK_S) * 1000))
+        ctx.start(Timer.START_CHECK, (settle_s + START_CHECK_S) * 1000)
 
 
-def start_check(rules: Cabinet, out: list[Effect], now: Instant) -> None:
+def start_check(rules: Cabinet, ctx: Step) -> None:
     """The first fresh readings are in: alarms restored at start whose condition is gone
     are cleared (`condition_gone_at_start`); the rest stay open under their id."""
-    policy, alarms, env = rules.policy, rules.alarms, rules.env
+    policy, env = rules.policy, rules.env
     if rules.door_open is False:
-        alarms.clear(out, "door_forced")
-        alarms.clear(out, "door_held_open")
+        ctx.clear("door_forced")
+        ctx.clear("door_held_open")
     if env.leak_wet is False:
-        alarms.clear(out, "leak")
+        ctx.clear("leak")
     voc = env.voc_ppb
     if policy is not None and voc is not None and voc < policy.environment.voc_clear_ppb:
-        alarms.clear(out, "voc_high", voc_ppb=voc)
+        ctx.clear("voc_high", voc_ppb=voc)
     if policy is not None and rules.session is None:
         for slot in sorted(rules.ledger.slots):
-            rules.ledger.check_unattended(out, now, policy, alarms, slot)
-    alarms.end_start_check()
+            rules.ledger.check_unattended(ctx, policy, slot)
+    rules.alarms.end_start_check()
 
 
-def restore(rules: Cabinet, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+def restore(rules: Cabinet, ctx: Step, state: dict[str, Any]) -> None:
     """Resume from `state`; raise StateError (nothing changed) if it cannot be read."""
     if state.get("format") != FORMAT:
         raise StateError(f"unknown state format {state.get('format')!r}")
@@ -138,8 +137,8 @@ def restore(rules: Cabinet, out: list[Effect], now: Instant, state: dict[str, An
             )
         rules.policy = policy
         rules.alarms.restore(state["alarms"])
-        rules.access.restore(out, now, state["access"])
-        rules.ledger.restore(out, now, state)
+        rules.access.restore(ctx, state["access"])
+        rules.ledger.restore(ctx, state)
         rules.door_open = state["door_open"]
         rules.door_opened_wall_ms = state["door_opened_wall_ms"]
     except (KeyError, TypeError, ValueError) as exc:
@@ -147,9 +146,9 @@ def restore(rules: Cabinet, out: list[Effect], now: Instant, state: dict[str, An
     if session is not None and grant is not None:
         if phase is Phase.UNLOCKED:
             # The relay dropped with the power; the pair has to badge again.
-            out.append(Emit("lock.locked", "info", {"session": session["id"], "reason": "restart"}))
+            ctx.emit("lock.locked", "info", {"session": session["id"], "reason": "restart"})
         else:
-            rules.resume_session(out, now, session["id"], grant, phase)
+            rules.resume_session(ctx, session["id"], grant, phase)
     if rules.door_open and policy is not None and rules.door_opened_wall_ms is not None:
         due = rules.door_opened_wall_ms + policy.access.door_held_s * 1000
-        out.append(StartTimer(Timer.DOOR_HELD, now.mono_ms + due - now.wall_ms))
+        ctx.start(Timer.DOOR_HELD, due - ctx.now.wall_ms)

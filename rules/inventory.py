@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.policy import Policy
-from rules.alarms import AlarmBook
-from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
+from rules.effects import Instant
+from rules.step import Step
 from rules.timers import Overdue, Settle
 
 
@@ -82,18 +82,16 @@ class MassLedger:
 
     # --- readings ----------------------------------------------------------------------
 
-    def reading(
-        self, out: list[Effect], now: Instant, policy: Policy, slot_no: int, mg: int
-    ) -> bool:
+    def reading(self, ctx: Step, policy: Policy, slot_no: int, mg: int) -> bool:
         """Feed one reading; True when it settled at once (settle_s = 0)."""
         slot = self.slots.setdefault(slot_no, Slot(slot_no, None, present=False))
         if slot.candidate is not None and abs(mg - slot.candidate) <= self.tolerance(policy, slot):
             return False
-        slot.candidate, slot.since_mono = mg, now.mono_ms
+        slot.candidate, slot.since_mono = mg, ctx.now.mono_ms
         if policy.inventory.settle_s == 0:
             slot.settled = mg
             return True
-        out.append(StartTimer(Settle(slot_no), now.mono_ms + policy.inventory.settle_s * 1000))
+        ctx.start(Settle(slot_no), policy.inventory.settle_s * 1000)
         return False
 
     def settle(self, now: Instant, policy: Policy, slot_no: int) -> bool:
@@ -107,28 +105,24 @@ class MassLedger:
         slot.settled = slot.candidate
         return changed
 
-    def all_settled(self, now: Instant, policy: Policy) -> bool:
+    def all_settled(self) -> bool:
         return all(s.candidate is None or s.settled == s.candidate for s in self.slots.values())
 
     # --- outside a session -------------------------------------------------------------
 
-    def check_unattended(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, slot_no: int
-    ) -> None:
+    def check_unattended(self, ctx: Step, policy: Policy, slot_no: int) -> None:
         slot = self.slots[slot_no]
         if slot.settled is None:
             return
         subject = str(slot_no)
         if slot.container is None:
-            self._check_unknown_item(out, now, policy, alarms, slot)
+            self._check_unknown_item(ctx, policy, slot)
             return
         expected = slot.tare + slot.book if slot.present else 0
         if abs(slot.settled - expected) <= self.tolerance(policy, slot):
-            alarms.clear(out, "mass_unexplained", subject, slot=slot_no)
+            ctx.clear("mass_unexplained", subject, slot=slot_no)
         else:
-            alarms.raise_(
-                out,
-                now,
+            ctx.raise_(
                 "mass_unexplained",
                 subject,
                 slot=slot_no,
@@ -139,37 +133,23 @@ class MassLedger:
 
     # --- sessions ----------------------------------------------------------------------
 
-    def reconcile(
-        self,
-        out: list[Effect],
-        now: Instant,
-        policy: Policy,
-        alarms: AlarmBook,
-        session: SessionView,
-    ) -> None:
+    def reconcile(self, ctx: Step, policy: Policy, session: SessionView) -> None:
         for slot_no in sorted(self.slots):
             slot = self.slots[slot_no]
             gross = slot.gross
             if gross is None:
                 continue
             if slot.container is None:
-                self._check_unknown_item(out, now, policy, alarms, slot)
+                self._check_unknown_item(ctx, policy, slot)
                 continue
-            if alarms.is_open("mass_unexplained", str(slot_no)):
+            if ctx.alarms.is_open("mass_unexplained", str(slot_no)):
                 # A discrepancy from before the door opened is not the session's to book.
-                self.check_unattended(out, now, policy, alarms, slot_no)
+                self.check_unattended(ctx, policy, slot_no)
                 continue
-            self._reconcile_slot(out, now, policy, alarms, session, slot, gross)
+            self._reconcile_slot(ctx, policy, session, slot, gross)
 
     def _reconcile_slot(
-        self,
-        out: list[Effect],
-        now: Instant,
-        policy: Policy,
-        alarms: AlarmBook,
-        session: SessionView,
-        slot: Slot,
-        gross: int,
+        self, ctx: Step, policy: Policy, session: SessionView, slot: Slot, gross: int
     ) -> None:
         box = policy.container_by_id(slot.container or "")
         cas = box.cas if box else ""
@@ -182,23 +162,19 @@ class MassLedger:
         empty = self.is_empty(policy, slot, gross)
         if slot.present and empty:
             slot.present = False
-            slot.due_wall_ms = now.wall_ms + policy.inventory.return_within_s * 1000
-            out.append(Emit("inventory.removed", "info", dict(common)))
-            out.append(
-                StartTimer(
-                    Overdue(slot.container or ""),
-                    now.mono_ms + policy.inventory.return_within_s * 1000,
-                )
-            )
+            within_ms = policy.inventory.return_within_s * 1000
+            slot.due_wall_ms = ctx.now.wall_ms + within_ms
+            ctx.emit("inventory.removed", "info", dict(common))
+            ctx.start(Overdue(slot.container or ""), within_ms)
             return
         if not slot.present and empty:
             return
         if not slot.present:
             slot.present = True
             slot.due_wall_ms = None
-            out.append(Emit("inventory.restored", "info", dict(common)))
-            out.append(CancelTimer(Overdue(slot.container or "")))
-            alarms.clear(out, "overdue_return", slot.container or "", container=slot.container)
+            ctx.emit("inventory.restored", "info", dict(common))
+            ctx.cancel(Overdue(slot.container or ""))
+            ctx.clear("overdue_return", slot.container or "", container=slot.container)
             taken = slot.book - (gross - slot.tare)
         else:
             taken = slot.tare + slot.book - gross
@@ -207,17 +183,15 @@ class MassLedger:
         slot.book = max(slot.book - taken, 0)
         data: dict[str, Any] = {**common, "cas": cas, "amount_mg": abs(taken), "book_mg": slot.book}
         if taken < 0:
-            out.append(Emit("inventory.return", "info", data))
+            ctx.emit("inventory.return", "info", data)
             return
-        approval = self._take_approval(now, slot.container or "", session.persons)
+        approval = self._take_approval(ctx.now, slot.container or "", session.persons)
         data["approval"] = (
             None if approval is None else {"nonce": approval.nonce, "max_mg": approval.max_mg}
         )
-        out.append(Emit("inventory.withdrawal", "info", data))
+        ctx.emit("inventory.withdrawal", "info", data)
         if approval is not None and taken > approval.max_mg + self.tolerance(policy, slot):
-            alarms.raise_(
-                out,
-                now,
+            ctx.raise_(
                 "mass_mismatch",
                 f"{session.id}:{slot.container}",
                 container=slot.container,
@@ -226,12 +200,10 @@ class MassLedger:
                 approved_mg=approval.max_mg,
             )
 
-    def overdue(self, out: list[Effect], now: Instant, alarms: AlarmBook, container: str) -> None:
+    def overdue(self, ctx: Step, container: str) -> None:
         slot = next((s for s in self.slots.values() if s.container == container), None)
         if slot is not None and not slot.present:
-            alarms.raise_(
-                out, now, "overdue_return", container, container=container, slot=slot.slot
-            )
+            ctx.raise_("overdue_return", container, container=container, slot=slot.slot)
 
     def approve(self, approval: Approval) -> None:
         self.approvals.append(approval)
@@ -282,14 +254,13 @@ class MassLedger:
             ],
         }
 
-    def restore(self, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+    def restore(self, ctx: Step, state: dict[str, Any]) -> None:
         for row in state["books"]:
             slot = Slot(row["slot"], row["container"], row["tare_mg"], row["book_mg"])
             slot.present, slot.due_wall_ms = row["present"], row["due_wall_ms"]
             self.slots[slot.slot] = slot
             if not slot.present and slot.due_wall_ms is not None:
-                at = now.mono_ms + slot.due_wall_ms - now.wall_ms
-                out.append(StartTimer(Overdue(slot.container or ""), at))
+                ctx.start(Overdue(slot.container or ""), slot.due_wall_ms - ctx.now.wall_ms)
         self.approvals = [
             Approval(
                 a["container"], a["max_mg"], frozenset(a["persons"]), a["until_ms"], a["nonce"]
@@ -310,16 +281,12 @@ class MassLedger:
         # for very light bottles) the container is not on the scale.
         return gross <= max(policy.inventory.tolerance_mg, slot.tare // 2)
 
-    def _check_unknown_item(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, slot: Slot
-    ) -> None:
+    def _check_unknown_item(self, ctx: Step, policy: Policy, slot: Slot) -> None:
         gross = slot.gross or 0
         if gross > policy.inventory.tolerance_mg:
-            alarms.raise_(
-                out, now, "unknown_item", str(slot.slot), slot=slot.slot, measured_mg=gross
-            )
+            ctx.raise_("unknown_item", str(slot.slot), slot=slot.slot, measured_mg=gross)
         else:
-            alarms.clear(out, "unknown_item", str(slot.slot), slot=slot.slot)
+            ctx.clear("unknown_item", str(slot.slot), slot=slot.slot)
 
     def _take_approval(
         self, now: Instant, container: str, persons: tuple[str, ...]

@@ -5,52 +5,47 @@ None of it touches the books or the lock; each is a small function of what it re
 
 from __future__ import annotations
 
-from config.policy import Policy
-from rules.alarms import AlarmBook
-from rules.effects import Effect, Emit, Instant, StartTimer
 from rules.environment import Environment
 from rules.inputs import ClockStatus, Heartbeat, Reloaded, UplinkRecovered, UplinkTrouble
+from rules.step import Step
 from rules.timers import Timer
 
 
-def heartbeat(
-    out: list[Effect], now: Instant, hb: Heartbeat, env: Environment, policy: Policy | None
-) -> None:
+def heartbeat(ctx: Step, hb: Heartbeat, env: Environment) -> None:
     data = {
         **hb.data,
-        "sensors": env.freshness(now),
-        "policy_version": policy.version if policy else None,
+        "sensors": env.freshness(ctx.now),
+        "policy_version": ctx.policy.version if ctx.policy else None,
     }
-    out.append(Emit("system.heartbeat", "info", data))
+    ctx.emit("system.heartbeat", "info", data)
 
 
-def telemetry(
-    out: list[Effect], now: Instant, policy: Policy, env: Environment, door_open: bool | None
-) -> None:
+def telemetry(ctx: Step, env: Environment, door_open: bool | None) -> None:
+    if ctx.policy is None:
+        return
     data = {"voc_ppb": env.voc_ppb, "leak_wet": env.leak_wet, "door_open": door_open}
-    out.append(Emit("env.reading", "info", data))
-    period = policy.environment.reading_period_s * 1000
-    out.append(StartTimer(Timer.TELEMETRY, now.mono_ms + period))
+    ctx.emit("env.reading", "info", data)
+    ctx.start(Timer.TELEMETRY, ctx.policy.environment.reading_period_s * 1000)
 
 
-def clock(out: list[Effect], now: Instant, c: ClockStatus, alarms: AlarmBook) -> None:
+def clock(ctx: Step, c: ClockStatus) -> None:
     if c.synchronized:
-        alarms.clear(out, "clock_unsynced")
+        ctx.clear("clock_unsynced")
     else:
-        alarms.raise_(out, now, "clock_unsynced", detail="wall clock not synchronised (NTP)")
+        ctx.raise_("clock_unsynced", detail="wall clock not synchronised (NTP)")
 
 
-def reloaded(out: list[Effect], r: Reloaded) -> None:
+def reloaded(ctx: Step, r: Reloaded) -> None:
     if r.applied:
-        out.append(Emit("system.reloaded", "info", {"detail": r.detail}))
+        ctx.emit("system.reloaded", "info", {"detail": r.detail})
     else:
-        out.append(Emit("system.reload_refused", "warning", {"detail": r.detail}))
+        ctx.emit("system.reload_refused", "warning", {"detail": r.detail})
 
 
-def uplink(out: list[Effect], news: UplinkTrouble | UplinkRecovered) -> None:
+def uplink(ctx: Step, news: UplinkTrouble | UplinkRecovered) -> None:
     """The uplink's trouble is a system warning, not an alarm: nothing at the cabinet is
     wrong, and the record is kept until the broker takes it."""
     if isinstance(news, UplinkTrouble):
-        out.append(Emit("system.warning", "warning", {"problem": "uplink", "detail": news.detail}))
+        ctx.emit("system.warning", "warning", {"problem": "uplink", "detail": news.detail})
     else:
-        out.append(Emit("system.warning_cleared", "info", {"problem": "uplink"}))
+        ctx.emit("system.warning_cleared", "info", {"problem": "uplink"})
