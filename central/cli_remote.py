@@ -39,6 +39,7 @@ from central.watch import (
     WatchState,
     json_line,
 )
+from rules.command_args import RESOLVE_REASONS
 
 
 def now_ms() -> int:
@@ -186,10 +187,53 @@ def approve_withdrawal(
 
 @click.command()
 @click.argument("alarm_id")
+@click.option("--by", help="policy person id of who acknowledges (recorded)")
+@click.option("--comment", help="what was done or seen (recorded)")
 @command_options
-def ack(alarm_id: str, **params: Any) -> None:
-    """Acknowledge ALARM_ID (buzzer off; it clears only when its condition is gone)."""
-    send_and_wait(params, "ack", {"alarm": alarm_id})
+def ack(alarm_id: str, by: str | None, comment: str | None, **params: Any) -> None:
+    """Acknowledge ALARM_ID: buzzer off; it stays open until its condition is gone (a
+    discrepancy of the books until it is resolved)."""
+    args: dict[str, Any] = {"alarm": alarm_id}
+    if by is not None:
+        args["by"] = by
+    if comment is not None:
+        args["comment"] = comment
+    send_and_wait(params, "ack", args)
+
+
+@click.command()
+@click.argument("alarm_id")
+@click.option("--reason", required=True, type=click.Choice(RESOLVE_REASONS), help="reason code")
+@click.option("--person", "persons", multiple=True, required=True, help="twice: the two persons")
+@click.option("--comment", help="what was found (required with --reason other)")
+@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
+@command_options
+def resolve(
+    alarm_id: str,
+    reason: str,
+    persons: tuple[str, ...],
+    comment: str | None,
+    policy_file: Path | None,
+    **params: Any,
+) -> None:
+    """Resolve the discrepancy ALARM_ID: two keepers or safety officers set the book to
+    the settled measured content (inventory.adjusted), then the alarm clears."""
+    if len(persons) != 2 or persons[0] == persons[1]:
+        raise CentralError("--person must name two different persons (双人记账)")
+    if reason == "other" and not comment:
+        raise CentralError("--reason other needs a --comment saying what happened")
+    rules = load_policy_quietly(policy_file)
+    if rules is not None:
+        for person_id in persons:
+            person = rules.person_by_id(person_id)
+            if person is None:
+                raise CentralError(f"--person {person_id!r} is not a person id in {policy_file}")
+            if not {"keeper", "safety_officer"} & set(person.roles):
+                raise CentralError(f"--person {person_id!r} is neither keeper nor safety_officer")
+    args: dict[str, Any] = {"alarm": alarm_id, "reason": reason, "persons": list(persons)}
+    if comment is not None:
+        args["comment"] = comment
+    send_and_wait(params, "resolve", args)
 
 
 @click.command()
@@ -373,5 +417,5 @@ class WatchLoop:
 
 def attach_remote_commands(cli: click.Group, policy: click.Group) -> None:
     policy.add_command(policy_push)
-    for command in (approve, approve_withdrawal, ack, snapshot, resend, watch):
+    for command in (approve, approve_withdrawal, ack, resolve, snapshot, resend, watch):
         cli.add_command(command)

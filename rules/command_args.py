@@ -8,7 +8,7 @@ commands. `policy` is not here: its argument is a signed document the verifier o
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
@@ -71,6 +71,9 @@ class Ack(_Command):
 ResolveReason = Literal[
     "recount", "evaporation", "spill", "scale_fault", "delivery_error", "theft_reported", "other"
 ]
+
+
+RESOLVE_REASONS: Final = get_args(ResolveReason)
 
 
 class Resolve(_Command):
