@@ -398,7 +398,16 @@ def _dropped_ranges(envelopes: Iterable[Mapping[str, Any]]) -> list[tuple[int, i
 # --- signed policies and commands (§4.4, §4.5) ------------------------------------------
 
 COMMAND_NAMES: Final = frozenset(
-    {"policy", "approve", "approve_withdrawal", "ack", "resolve", "snapshot", "resend"}
+    {
+        "policy",
+        "approve",
+        "approve_withdrawal",
+        "ack",
+        "resolve",
+        "stocktake",
+        "snapshot",
+        "resend",
+    }
 )
 
 

@@ -218,22 +218,38 @@ def resolve(
 ) -> None:
     """Resolve the discrepancy ALARM_ID: two keepers or safety officers set the book to
     the settled measured content (inventory.adjusted), then the alarm clears."""
-    if len(persons) != 2 or persons[0] == persons[1]:
-        raise CentralError("--person must name two different persons (双人记账)")
     if reason == "other" and not comment:
         raise CentralError("--reason other needs a --comment saying what happened")
-    rules = load_policy_quietly(policy_file)
-    if rules is not None:
-        for person_id in persons:
-            person = rules.person_by_id(person_id)
-            if person is None:
-                raise CentralError(f"--person {person_id!r} is not a person id in {policy_file}")
-            if not {"keeper", "safety_officer"} & set(person.roles):
-                raise CentralError(f"--person {person_id!r} is neither keeper nor safety_officer")
+    _two_signers(persons, policy_file)
     args: dict[str, Any] = {"alarm": alarm_id, "reason": reason, "persons": list(persons)}
     if comment is not None:
         args["comment"] = comment
     send_and_wait(params, "resolve", args)
+
+
+@click.command()
+@click.option("--person", "persons", multiple=True, required=True, help="twice: the two persons")
+@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
+@command_options
+def stocktake(persons: tuple[str, ...], policy_file: Path | None, **params: Any) -> None:
+    """Two keepers or safety officers attest the stock now (inventory.stocktake)."""
+    _two_signers(persons, policy_file)
+    send_and_wait(params, "stocktake", {"persons": list(persons)})
+
+
+def _two_signers(persons: tuple[str, ...], policy_file: Path | None) -> None:
+    """Two different persons, keepers or safety officers of the policy (when given)."""
+    if len(persons) != 2 or persons[0] == persons[1]:
+        raise CentralError("--person must name two different persons (双人记账)")
+    rules = load_policy_quietly(policy_file)
+    if rules is None:
+        return
+    for person_id in persons:
+        person = rules.person_by_id(person_id)
+        if person is None:
+            raise CentralError(f"--person {person_id!r} is not a person id in {policy_file}")
+        if not {"keeper", "safety_officer"} & set(person.roles):
+            raise CentralError(f"--person {person_id!r} is neither keeper nor safety_officer")
 
 
 @click.command()
@@ -417,5 +433,6 @@ class WatchLoop:
 
 def attach_remote_commands(cli: click.Group, policy: click.Group) -> None:
     policy.add_command(policy_push)
-    for command in (approve, approve_withdrawal, ack, resolve, snapshot, resend, watch):
+    commands = (approve, approve_withdrawal, ack, resolve, stocktake, snapshot, resend, watch)
+    for command in commands:
         cli.add_command(command)

@@ -100,6 +100,13 @@ class Resolve(_Command):
         return self
 
 
+class Stocktake(_Command):
+    """Two keepers or safety officers attest the stock now (`inventory.stocktake`)."""
+
+    NAME = "stocktake"
+    persons: Annotated[list[Id], Field(min_length=2, max_length=2)]
+
+
 class Snapshot(_Command):
     NAME = "snapshot"
 
@@ -118,9 +125,9 @@ class Resend(_Command):
         return self
 
 
-Command = Approve | ApproveWithdrawal | Ack | Resolve | Snapshot | Resend
+Command = Approve | ApproveWithdrawal | Ack | Resolve | Stocktake | Snapshot | Resend
 COMMANDS: Final[dict[str, type[_Command]]] = {
-    c.NAME: c for c in (Approve, ApproveWithdrawal, Ack, Resolve, Snapshot, Resend)
+    c.NAME: c for c in (Approve, ApproveWithdrawal, Ack, Resolve, Stocktake, Snapshot, Resend)
 }
 
 
@@ -135,5 +142,5 @@ def parse_command(name: str, args: object) -> Command:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "args"
         raise BadArgs(f"{where}: {first['msg']}") from None
-    assert isinstance(command, Approve | ApproveWithdrawal | Ack | Resolve | Snapshot | Resend)
+    assert isinstance(command, Command)
     return command

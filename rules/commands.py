@@ -14,8 +14,16 @@ from config.policy import Policy
 from rules import discrepancy
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
-from rules.command_args import Ack, Approve, ApproveWithdrawal, Resend, Resolve, Snapshot
-from rules.effects import PersistPolicy, Republish
+from rules.command_args import (
+    Ack,
+    Approve,
+    ApproveWithdrawal,
+    Resend,
+    Resolve,
+    Snapshot,
+    Stocktake,
+)
+from rules.effects import Emit, PersistPolicy, Republish
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 from rules.inventory import Approval, MassLedger
 from rules.session import Session
@@ -37,14 +45,17 @@ class Cabinet(Protocol):
     def grant(self, ctx: Step, grant: Grant) -> None: ...
 
 
-def _applied(ctx: Step, received: CommandReceived) -> None:
-    data = {
+def _applied_data(received: CommandReceived) -> dict[str, Any]:
+    return {
         "name": received.name,
         "nonce": received.nonce,
         "reason": None,
         **received.command.record(),
     }
-    ctx.emit("command.applied", "info", data)
+
+
+def _applied(ctx: Step, received: CommandReceived) -> None:
+    ctx.emit("command.applied", "info", _applied_data(received))
 
 
 def _refused(ctx: Step, name: str, nonce: str, reason: str, **extra: Any) -> None:
@@ -88,6 +99,16 @@ def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:
         assert rules.policy is not None
         _applied(ctx, received)
         discrepancy.settle(ctx, rules.policy, rules.ledger, command, settlement)
+    elif isinstance(command, Stocktake):
+        if rules.session is not None or bool(rules.door_open):
+            _refused(ctx, command.NAME, nonce, "door_open", **command.record())
+            return
+        mark = len(ctx.out)
+        refusal = discrepancy.stocktake(ctx, rules.ledger, command.persons)
+        if refusal is not None:
+            _refused(ctx, command.NAME, nonce, refusal, **command.record())
+            return
+        ctx.out.insert(mark, Emit("command.applied", "info", _applied_data(received)))
     elif isinstance(command, Snapshot):
         ctx.emit("inventory.snapshot", "info", {"slots": rules.ledger.snapshot()})
         _applied(ctx, received)

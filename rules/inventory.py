@@ -226,6 +226,26 @@ class MassLedger:
             )
         return rows
 
+    def count(self, policy: Policy, slot_no: int) -> dict[str, Any]:
+        """One slot of a stocktake: the settled content against the book."""
+        slot = self.slots[slot_no]
+        gross = slot.settled
+        measured = None if gross is None else max(gross - slot.tare, 0)
+        if not slot.present:  # out of its slot: the scale must read empty
+            ok = gross is not None and self.is_empty(policy, slot, gross)
+            diff = None
+        else:
+            diff = None if measured is None else measured - slot.book
+            ok = diff is not None and abs(diff) <= self.tolerance(policy, slot)
+        return {
+            "slot": slot_no,
+            "container": slot.container,
+            "measured_mg": measured,
+            "book_mg": slot.book,
+            "diff_mg": diff,
+            "ok": ok,
+        }
+
     # --- durable state ------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:

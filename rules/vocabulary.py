@@ -27,6 +27,7 @@ EventType = Literal[
     "inventory.removed",
     "inventory.restored",
     "inventory.adjusted",
+    "inventory.stocktake",
     "inventory.snapshot",
     "env.reading",
     "env.voc_warning",

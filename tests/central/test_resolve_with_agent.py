@@ -1,4 +1,4 @@
-"""cabinetctl resolve against the real agent over a real mosquitto (双人记账): refused
+"""cabinetctl resolve and stocktake against the real agent over a real mosquitto (双人记账): refused
 before sending when the policy says no, refused by the cabinet with its reason, and
 applied when two keepers sign — the book follows the count and the alarm clears."""
 
@@ -39,4 +39,11 @@ def test_cabinetctl_resolve_round_trips_with_refusals_and_their_reasons(rig: Rig
     assert (adjusted["data"]["book_after_mg"], adjusted["data"]["delta_mg"]) == (488_000, -12_000)
     cleared = rig.wait_event(lambda e: e["type"] == "alarm.cleared", "the alarm resolved")
     assert (cleared["data"]["alarm"], cleared["data"]["reason"]) == (alarm, "resolved")
+
+    taken = rig.ctl("stocktake", "--device", DEVICE, "--person", "p-1003", "--person", "p-1001")
+    assert taken.exit_code == 0, taken.output
+    take = rig.wait_event(lambda e: e["type"] == "inventory.stocktake", "the stocktake")
+    assert take["data"]["all_ok"] is True and take["data"]["persons"] == ["p-1003", "p-1001"]
+    refused = rig.ctl("stocktake", "--device", DEVICE, "--person", "p-1002", "--person", "p-1001")
+    assert refused.exit_code == 3 and "stocktake REJECTED: role_requirement" in refused.stdout
     rig.assert_whole_chain()

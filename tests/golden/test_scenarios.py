@@ -91,6 +91,7 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "policy_kept_across_a_restart",
         "session_does_not_absorb_a_discrepancy",
         "discrepancy_resolved_by_two_persons",
+        "stocktake_by_two_persons",
     } <= names
 
 

@@ -102,3 +102,36 @@ def test_a_bottle_missing_from_its_slot_cannot_be_counted_so_it_is_not_resolvabl
     alarm = cab.data("alarm.raised")[0]["alarm"]
     cab.command("resolve", alarm=alarm, reason="theft_reported", persons=KEEPERS)
     assert cab.data("command.rejected")[0]["reason"] == "not_resolvable"
+
+
+def test_a_stocktake_by_two_keepers_attests_every_slot_all_ok(tmp_path):
+    cab = Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS)
+    cab.weight(4, 400_000).at(10).command("stocktake", persons=KEEPERS)
+    take = cab.data("inventory.stocktake")[0]
+    assert take["persons"] == KEEPERS and take["all_ok"] is True
+    assert take["slots"][0] == {
+        "slot": NaCN_SLOT,
+        "container": "c-NaCN-01",
+        "measured_mg": 500_000,
+        "book_mg": 500_000,
+        "diff_mg": 0,
+        "ok": True,
+    }
+    assert cab.types()[-2:] == ["command.applied", "inventory.stocktake"]
+
+
+def test_a_stocktake_finds_a_hidden_loss_and_raises_the_alarm_nobody_had(tmp_path):
+    policy = example_policy(inventory={"settle_s": 0})  # the loss settles at once, unchecked
+    cab = Cabinet(tmp_path, policy).weight(NaCN_SLOT, NaCN_GROSS).weight(4, 400_000)
+    cab.rules.ledger.slots[NaCN_SLOT].settled = NaCN_GROSS - 9_000  # a drift nobody judged
+    cab.rules.ledger.slots[NaCN_SLOT].candidate = NaCN_GROSS - 9_000
+    cab.command("stocktake", persons=KEEPERS)
+    take = cab.data("inventory.stocktake")[0]
+    assert take["all_ok"] is False and take["slots"][0]["diff_mg"] == -9_000
+    assert cab.alarms_raised() == ["mass_unexplained"]
+
+
+def test_a_stocktake_needs_two_keepers_or_safety_officers(tmp_path):
+    cab = Cabinet(tmp_path, example_policy()).command("stocktake", persons=["p-1001", "p-1002"])
+    assert cab.data("command.rejected")[0]["reason"] == "role_requirement"
+    assert cab.data("inventory.stocktake") == []

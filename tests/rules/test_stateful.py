@@ -142,6 +142,10 @@ class CabinetMachine(RuleBasedStateMachine):
         alarm = data.draw(st.sampled_from(sorted(self.open_alarms)))
         self.cab.command("resolve", alarm=alarm, reason=reason, persons=persons, comment="n")
 
+    @rule(persons=st.lists(st.sampled_from(PEOPLE), min_size=2, max_size=2))
+    def stocktake(self, persons: list[str]) -> None:
+        self.cab.command("stocktake", persons=persons)
+
     @rule()
     def restart(self) -> None:
         self.cab.restart()
