@@ -161,6 +161,8 @@ def approve(person: str, by: str, policy_file: Path | None, **params: Any) -> No
 @click.option("--max-grams", required=True, help="most content that may be taken, e.g. 25.5")
 @click.option("--person", "persons", multiple=True, required=True, help="repeat for each person")
 @click.option("--valid-for", default="2h", show_default=True, help="approval window")
+@click.option("--by", required=True, help="policy person id of the approver (keeper/safety)")
+@click.option("--purpose", required=True, help="what the content is for (用途), recorded")
 @click.option("--policy", "policy_file", type=EXISTING, help="check ids against this policy")
 @command_options
 def approve_withdrawal(
@@ -168,6 +170,8 @@ def approve_withdrawal(
     max_grams: str,
     persons: tuple[str, ...],
     valid_for: str,
+    by: str,
+    purpose: str,
     policy_file: Path | None,
     **params: Any,
 ) -> None:
@@ -178,10 +182,20 @@ def approve_withdrawal(
     if rules is not None:
         if rules.container_by_id(container) is None:
             raise CentralError(f"container {container!r} is not in {policy_file}")
-        unknown = [p for p in persons if rules.person_by_id(p) is None]
+        unknown = [p for p in (*persons, by) if rules.person_by_id(p) is None]
         if unknown:
             raise CentralError(f"not in {policy_file}: {', '.join(unknown)}")
-    args = {"container": container, "max_mg": max_mg, "persons": list(persons), "until_ms": until}
+        approver = rules.person_by_id(by)
+        if approver is not None and not {"keeper", "safety_officer"} & set(approver.roles):
+            raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
+    args = {
+        "container": container,
+        "max_mg": max_mg,
+        "persons": list(persons),
+        "until_ms": until,
+        "by": by,
+        "purpose": purpose,
+    }
     send_and_wait(params, "approve_withdrawal", args)
 
 

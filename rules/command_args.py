@@ -54,6 +54,8 @@ class ApproveWithdrawal(_Command):
     max_mg: Count
     persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
     until_ms: Count
+    by: Id | None = None  # the approver, keeper or safety officer (the centre fills it)
+    purpose: FreeText | None = None  # what it is for (用途), recorded with the withdrawal
 
     def record(self) -> dict[str, Any]:
         return {**self.model_dump(), "persons": sorted(self.persons)}

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from config.policy import Policy
 from rules import discrepancy
-from rules.access import AccessControl, Grant
+from rules.access import APPROVER_ROLES, AccessControl, Grant
 from rules.alarms import AlarmBook
 from rules.command_args import (
     Ack,
@@ -80,12 +80,18 @@ def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:
         if policy is None or policy.container_by_id(command.container) is None:
             _refused(ctx, command.NAME, nonce, "unknown_container", **command.record())
             return
+        refusal = _people(ctx, command.persons, command.by)
+        if refusal is not None:
+            _refused(ctx, command.NAME, nonce, refusal, **command.record())
+            return
         approval = Approval(
             command.container,
             command.max_mg,
             frozenset(command.persons),
             command.until_ms,
             nonce,
+            command.by,
+            command.purpose,
         )
         rules.ledger.approve(approval)
         _applied(ctx, received)
@@ -115,6 +121,22 @@ def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:
     elif isinstance(command, Resend):
         _applied(ctx, received)
         ctx.out.append(Republish(command.from_seq, command.to_seq))
+
+
+def _people(ctx: Step, persons: list[str], by: str | None) -> str | None:
+    """Everyone a command names is a person of the policy in force, valid now; `by`, who
+    approves, also holds keeper or safety_officer. The refusal reason, or None."""
+    assert ctx.policy is not None
+    for person_id in [*persons, *([by] if by is not None else [])]:
+        person = ctx.policy.person_by_id(person_id)
+        if person is None:
+            return "unknown_person"
+        if not person.valid_at(ctx.now.wall_ms):
+            return "not_authorized"
+    approver = ctx.policy.person_by_id(by) if by is not None else None
+    if approver is not None and not APPROVER_ROLES & set(approver.roles):
+        return "role_requirement"
+    return None
 
 
 def _approve(rules: Cabinet, ctx: Step, command: Approve, nonce: str) -> None:

@@ -44,6 +44,8 @@ class Approval:
     persons: frozenset[str]
     until_ms: int
     nonce: str
+    by: str | None = None  # who approved (keeper or safety officer)
+    purpose: str | None = None  # what the content is for (用途)
 
 
 @dataclass
@@ -187,8 +189,11 @@ class MassLedger:
             return
         approval = self._take_approval(ctx.now, slot.container or "", session.persons)
         data["approval"] = (
-            None if approval is None else {"nonce": approval.nonce, "max_mg": approval.max_mg}
+            None
+            if approval is None
+            else {"nonce": approval.nonce, "max_mg": approval.max_mg, "by": approval.by}
         )
+        data["purpose"] = None if approval is None else approval.purpose
         ctx.emit("inventory.withdrawal", "info", data)
         if approval is not None and taken > approval.max_mg + self.tolerance(policy, slot):
             ctx.raise_(
@@ -269,6 +274,8 @@ class MassLedger:
                     "persons": sorted(a.persons),
                     "until_ms": a.until_ms,
                     "nonce": a.nonce,
+                    "by": a.by,
+                    "purpose": a.purpose,
                 }
                 for a in self.approvals
             ],
@@ -283,7 +290,13 @@ class MassLedger:
                 ctx.start(Overdue(slot.container or ""), slot.due_wall_ms - ctx.now.wall_ms)
         self.approvals = [
             Approval(
-                a["container"], a["max_mg"], frozenset(a["persons"]), a["until_ms"], a["nonce"]
+                a["container"],
+                a["max_mg"],
+                frozenset(a["persons"]),
+                a["until_ms"],
+                a["nonce"],
+                a.get("by"),
+                a.get("purpose"),
             )
             for a in state["approvals"]
         ]

@@ -23,6 +23,7 @@ def test_a_withdrawal_in_a_session_is_attributed_to_both_persons_and_the_books_m
             "amount_mg": 25_000,
             "book_mg": 475_000,
             "approval": None,
+            "purpose": None,
         }
     ]
     assert cab.alarms_raised() == []
@@ -180,3 +181,32 @@ def test_the_snapshot_command_reports_scale_and_books_per_slot(tmp_path):
     assert slots[3]["mass_mg"] == 500_000 and slots[3]["book_mg"] == 500_000
     assert slots[3]["container"] == "c-NaCN-01"
     assert cab.data("command.applied")[0]["name"] == "snapshot"
+
+
+def test_the_withdrawal_that_uses_an_approval_records_who_approved_it_and_what_for(tmp_path):
+    cab = (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
+    cab.command(
+        "approve_withdrawal",
+        container="c-NaCN-01",
+        max_mg=30_000,
+        persons=["p-1001", "p-1002"],
+        until_ms=2_000_000_000_000,
+        by="p-1003",
+        purpose="cyanide leach assay, batch 7",
+    )
+    session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 25_000).at(20).door("closed").at(30)
+    withdrawal = cab.data("inventory.withdrawal")[0]
+    assert withdrawal["approval"]["by"] == "p-1003"
+    assert withdrawal["purpose"] == "cyanide leach assay, batch 7"
+
+
+def test_an_approval_by_a_user_or_for_an_unknown_person_is_refused(tmp_path):
+    cab = Cabinet(tmp_path, example_policy())
+    args = {"container": "c-NaCN-01", "max_mg": 1_000, "until_ms": 2_000_000_000_000}
+    cab.command("approve_withdrawal", persons=["p-1001"], by="p-1002", **args)
+    cab.command("approve_withdrawal", persons=["p-9999"], by="p-1003", **args)
+    cab.command("approve_withdrawal", persons=["p-1004"], by="p-1003", **args)
+    reasons = [d["reason"] for d in cab.data("command.rejected")]
+    assert reasons == ["role_requirement", "unknown_person", "not_authorized"]
