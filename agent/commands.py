@@ -20,14 +20,15 @@ import re
 import sqlite3
 import time
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent import wire
 from agent.nonces import NonceStore
 from config.policy import Policy
+from rules.command_args import COMMANDS, BadArgs, parse_command
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 
 log = structlog.get_logger("commands")
@@ -41,64 +42,15 @@ MAX_VALIDITY_MS: Final = wire.COMMAND_MAX_VALIDITY_MS
 _NAME_RE: Final = wire.NAME_PATTERN
 _NONCE_RE: Final = wire.NONCE_PATTERN
 
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-# Free text (a comment, a purpose): 1-500 characters, no control characters (§4.5).
-FreeText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
+class PolicyArgs(BaseModel):
+    """`policy`'s args: the signed policy document, opened by `open_policy`."""
 
-# --- args of each command (§4.5 table) -------------------------------------------------
-
-
-class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class PolicyArgs(_Args):
     policy: dict[str, Any]
 
 
-class ApproveArgs(_Args):
-    person: Id
-    by: Id  # the approving person (policy id), recorded as the second person
-
-
-class ApproveWithdrawalArgs(_Args):
-    container: Id
-    max_mg: Annotated[StrictInt, Field(gt=0)]
-    persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
-    until_ms: Annotated[StrictInt, Field(gt=0)]
-
-
-class AckArgs(_Args):
-    alarm: Id
-    by: Id | None = None  # who acknowledged (policy person id), for the record
-    comment: FreeText | None = None
-
-
-class SnapshotArgs(_Args):
-    pass
-
-
-class ResendArgs(_Args):
-    from_seq: Annotated[StrictInt, Field(ge=1)]
-    to_seq: Annotated[StrictInt, Field(ge=1)]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ResendArgs:
-        if self.to_seq < self.from_seq:
-            raise ValueError("to_seq is below from_seq")
-        return self
-
-
-ARGS: Final[dict[str, type[_Args]]] = {
-    "policy": PolicyArgs,
-    "approve": ApproveArgs,
-    "approve_withdrawal": ApproveWithdrawalArgs,
-    "ack": AckArgs,
-    "snapshot": SnapshotArgs,
-    "resend": ResendArgs,
-}
-assert set(ARGS) == wire.COMMAND_NAMES
+assert {*COMMANDS, "policy"} == wire.COMMAND_NAMES
 
 
 class _Refused(Exception):
@@ -183,7 +135,7 @@ class CommandVerifier:
         if topic.rsplit("/", 1)[-1] != doc["name"]:
             raise _Refused("topic_mismatch")
         name: str = doc["name"]
-        if name not in ARGS:
+        if name not in wire.COMMAND_NAMES:
             raise _Refused("unknown_command")
         if now_ms > doc["expires_at_ms"]:
             raise _Refused("expired")
@@ -192,17 +144,14 @@ class CommandVerifier:
         self._purge(now_ms)
         if self.nonces.seen(doc["nonce"]):
             raise _Refused("replayed_nonce")
-        try:
-            args = ARGS[name].model_validate(doc["args"])
-        except ValidationError:
-            raise _Refused("bad_args") from None
         verdict: Verdict
-        if isinstance(args, PolicyArgs):
-            verdict = self._policy(args.policy, doc["nonce"])
-        else:
-            verdict = CommandReceived(
-                name=name, args=args.model_dump(exclude_none=True), nonce=doc["nonce"]
-            )
+        try:
+            if name == "policy":
+                verdict = self._policy(PolicyArgs.model_validate(doc["args"]).policy, doc["nonce"])
+            else:
+                verdict = CommandReceived(parse_command(name, doc["args"]), doc["nonce"])
+        except (ValidationError, BadArgs):
+            raise _Refused("bad_args") from None
         # Consumed only now, after every check passed; the insert is the atomic test.
         if not self.nonces.remember(doc["nonce"], doc["expires_at_ms"]):
             raise _Refused("replayed_nonce")

@@ -44,6 +44,7 @@ from rules.effects import (
     StartTimer,
 )
 from rules.inputs import AnyInput, TimerFired
+from rules.timers import TimerKey
 
 log = structlog.get_logger("core")
 
@@ -114,8 +115,8 @@ class Core:
         self.clock = clock
         self.hooks = hooks or CoreHooks()
         self.inbox: queue.SimpleQueue[AnyInput] = queue.SimpleQueue()
-        self._timers: dict[str, int] = {}  # name -> due mono ms (one timer per name)
-        self._heap: list[tuple[int, int, str]] = []
+        self._timers: dict[TimerKey, int] = {}  # key -> due mono ms (one timer per key)
+        self._heap: list[tuple[int, int, TimerKey]] = []
         self._order = 0
         self._pending_drafts: list[Draft] = []
         self._pending_actions: list[Effect] = []
@@ -139,11 +140,11 @@ class Core:
         """Fire every timer that is due now, in due order, then commit and apply."""
         now = self.clock.now().mono_ms
         while self._heap and self._heap[0][0] <= now:
-            due, _, name = heapq.heappop(self._heap)
-            if self._timers.get(name) != due:
+            due, _, key = heapq.heappop(self._heap)
+            if self._timers.get(key) != due:
                 continue  # cancelled or restarted since
-            del self._timers[name]
-            self._step(TimerFired(name))
+            del self._timers[key]
+            self._step(TimerFired(key))
         return self.flush()
 
     def next_due(self) -> int | None:
@@ -191,11 +192,11 @@ class Core:
                     Draft(effect.type, effect.sev, effect.data, now.wall_ms, now.mono_ms, clock_ok)
                 )
             elif isinstance(effect, StartTimer):
-                self._timers[effect.name] = effect.at_ms
+                self._timers[effect.key] = effect.at_ms
                 self._order += 1
-                heapq.heappush(self._heap, (effect.at_ms, self._order, effect.name))
+                heapq.heappush(self._heap, (effect.at_ms, self._order, effect.key))
             elif isinstance(effect, CancelTimer):
-                self._timers.pop(effect.name, None)
+                self._timers.pop(effect.key, None)
             else:
                 self._pending_actions.append(effect)
 

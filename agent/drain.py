@@ -30,7 +30,7 @@ import structlog
 from agent import wire
 from agent.backoff import RefusalTracker, TokenBucket
 from agent.outbox import Stored
-from rules.inputs import SensorFault, SensorRecovered
+from rules.inputs import UplinkRecovered, UplinkTrouble
 
 log = structlog.get_logger("uplink")
 
@@ -210,8 +210,8 @@ class Drain:
                 return
             self._acked = []
 
-    def refusal_news(self, now: float) -> SensorFault | SensorRecovered | None:
-        """SensorFault("uplink") once refusals persist, SensorRecovered once they are gone."""
+    def refusal_news(self, now: float) -> UplinkTrouble | UplinkRecovered | None:
+        """UplinkTrouble once refusals persist, UplinkRecovered once they are gone."""
         if now - self._last_fault_check < FAULT_CHECK_EVERY_S:
             return None
         self._last_fault_check = now
@@ -219,7 +219,7 @@ class Drain:
             if self._fault_posted:
                 self._fault_posted = False
                 log.info("uplink.refusals_cleared")
-                return SensorRecovered(sensor="uplink")
+                return UplinkRecovered()
             return None
         oldest = self._refused.persisting(now)
         if oldest is None or self._fault_posted:
@@ -232,7 +232,7 @@ class Drain:
             f"({refusal.reason}) since seq {seq}"
         )
         log.error("uplink.refusals_persist", refused=len(self._refused), oldest_seq=seq)
-        return SensorFault(sensor="uplink", detail=detail)
+        return UplinkTrouble(detail=detail)
 
     # --- internals --------------------------------------------------------------------
 

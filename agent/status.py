@@ -34,7 +34,11 @@ def rules_view(rules: CabinetRules, now: Instant) -> dict[str, Any]:
         "outputs": dict(rules.outputs),
         "session": None
         if session is None
-        else {"id": session.id, "persons": list(session.grant.persons), "phase": session.phase},
+        else {
+            "id": session.id,
+            "persons": list(session.grant.persons),
+            "phase": session.phase.value,
+        },
         "pending": None
         if pending is None
         else {

@@ -46,6 +46,7 @@ from central.watch import (
     WatchState,
     json_line,
 )
+from rules.command_args import RESOLVE_REASONS
 
 
 def now_ms() -> int:
@@ -167,6 +168,8 @@ def approve(person: str, by: str, policy_file: Path | None, **params: Any) -> No
 @click.option("--max-grams", required=True, help="most content that may be taken, e.g. 25.5")
 @click.option("--person", "persons", multiple=True, required=True, help="repeat for each person")
 @click.option("--valid-for", default="2h", show_default=True, help="approval window")
+@click.option("--by", required=True, help="policy person id of the approver (keeper/safety)")
+@click.option("--purpose", required=True, help="what the content is for (用途), recorded")
 @click.option("--policy", "policy_file", type=EXISTING, help="check ids against this policy")
 @command_options
 def approve_withdrawal(
@@ -174,6 +177,8 @@ def approve_withdrawal(
     max_grams: str,
     persons: tuple[str, ...],
     valid_for: str,
+    by: str,
+    purpose: str,
     policy_file: Path | None,
     **params: Any,
 ) -> None:
@@ -184,19 +189,88 @@ def approve_withdrawal(
     if rules is not None:
         if rules.container_by_id(container) is None:
             raise CentralError(f"container {container!r} is not in {policy_file}")
-        unknown = [p for p in persons if rules.person_by_id(p) is None]
+        unknown = [p for p in (*persons, by) if rules.person_by_id(p) is None]
         if unknown:
             raise CentralError(f"not in {policy_file}: {', '.join(unknown)}")
-    args = {"container": container, "max_mg": max_mg, "persons": list(persons), "until_ms": until}
+        approver = rules.person_by_id(by)
+        if approver is not None and not {"keeper", "safety_officer"} & set(approver.roles):
+            raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
+    args = {
+        "container": container,
+        "max_mg": max_mg,
+        "persons": list(persons),
+        "until_ms": until,
+        "by": by,
+        "purpose": purpose,
+    }
     send_and_wait(params, "approve_withdrawal", args)
 
 
 @click.command()
 @click.argument("alarm_id")
+@click.option("--by", help="policy person id of who acknowledges (recorded)")
+@click.option("--comment", help="what was done or seen (recorded)")
 @command_options
-def ack(alarm_id: str, **params: Any) -> None:
-    """Acknowledge ALARM_ID (buzzer off; it clears only when its condition is gone)."""
-    send_and_wait(params, "ack", {"alarm": alarm_id})
+def ack(alarm_id: str, by: str | None, comment: str | None, **params: Any) -> None:
+    """Acknowledge ALARM_ID: buzzer off; it stays open until its condition is gone (a
+    discrepancy of the books until it is resolved)."""
+    args: dict[str, Any] = {"alarm": alarm_id}
+    if by is not None:
+        args["by"] = by
+    if comment is not None:
+        args["comment"] = comment
+    send_and_wait(params, "ack", args)
+
+
+@click.command()
+@click.argument("alarm_id")
+@click.option("--reason", required=True, type=click.Choice(RESOLVE_REASONS), help="reason code")
+@click.option("--person", "persons", multiple=True, required=True, help="twice: the two persons")
+@click.option("--comment", help="what was found (required with --reason other)")
+@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
+@command_options
+def resolve(
+    alarm_id: str,
+    reason: str,
+    persons: tuple[str, ...],
+    comment: str | None,
+    policy_file: Path | None,
+    **params: Any,
+) -> None:
+    """Resolve the discrepancy ALARM_ID: two keepers or safety officers set the book to
+    the settled measured content (inventory.adjusted), then the alarm clears."""
+    if reason == "other" and not comment:
+        raise CentralError("--reason other needs a --comment saying what happened")
+    _two_signers(persons, policy_file)
+    args: dict[str, Any] = {"alarm": alarm_id, "reason": reason, "persons": list(persons)}
+    if comment is not None:
+        args["comment"] = comment
+    send_and_wait(params, "resolve", args)
+
+
+@click.command()
+@click.option("--person", "persons", multiple=True, required=True, help="twice: the two persons")
+@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
+@command_options
+def stocktake(persons: tuple[str, ...], policy_file: Path | None, **params: Any) -> None:
+    """Two keepers or safety officers attest the stock now (inventory.stocktake)."""
+    _two_signers(persons, policy_file)
+    send_and_wait(params, "stocktake", {"persons": list(persons)})
+
+
+def _two_signers(persons: tuple[str, ...], policy_file: Path | None) -> None:
+    """Two different persons, keepers or safety officers of the policy (when given)."""
+    if len(persons) != 2 or persons[0] == persons[1]:
+        raise CentralError("--person must name two different persons (双人记账)")
+    rules = load_policy_quietly(policy_file)
+    if rules is None:
+        return
+    for person_id in persons:
+        person = rules.person_by_id(person_id)
+        if person is None:
+            raise CentralError(f"--person {person_id!r} is not a person id in {policy_file}")
+        if not {"keeper", "safety_officer"} & set(person.roles):
+            raise CentralError(f"--person {person_id!r} is neither keeper nor safety_officer")
 
 
 @click.command()
@@ -380,5 +454,6 @@ class WatchLoop:
 
 def attach_remote_commands(cli: click.Group, policy: click.Group) -> None:
     policy.add_command(policy_push)
-    for command in (approve, approve_withdrawal, ack, snapshot, resend, watch):
+    commands = (approve, approve_withdrawal, ack, resolve, stocktake, snapshot, resend, watch)
+    for command in commands:
         cli.add_command(command)

@@ -23,6 +23,7 @@ from pydantic import (
 
 from config.policy import Policy
 from rules import inputs as i
+from rules.command_args import BadArgs, UnknownCommand, parse_command
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 Seconds = Annotated[float, Field(ge=0, le=10 * 365 * 86400, allow_inf_nan=False)]
@@ -173,7 +174,7 @@ def to_input(line: Any, number: int) -> i.AnyInput | SimLine:
         case CommandLine() if line.name == "policy":
             return _policy_line(line, number)
         case CommandLine():
-            return i.CommandReceived(line.name, dict(line.args), f"scenario-line-{number}")
+            return command_input(line.name, line.args, f"scenario-line-{number}")
         case ReaderFaultLine():
             return i.ReaderFault(line.reader, line.detail)
         case ReaderOkLine():
@@ -182,6 +183,17 @@ def to_input(line: Any, number: int) -> i.AnyInput | SimLine:
             return i.Tick()
     assert isinstance(line, SilenceLine | ResumeLine | RestartLine)
     return line  # for the simulated cabinet or the replay, not the rules
+
+
+def command_input(name: str, args: object, nonce: str) -> i.CommandReceived | i.CommandRejected:
+    """A trusted command line, typed like a signed one; args that can never be valid are
+    recorded as refused (`bad_args`, `unknown_command`), as the downlink would."""
+    try:
+        return i.CommandReceived(parse_command(name, args), nonce)
+    except UnknownCommand:
+        return i.CommandRejected(name, nonce, "unknown_command")
+    except BadArgs:
+        return i.CommandRejected(name, nonce, "bad_args")
 
 
 def _policy_line(line: CommandLine, number: int) -> i.PolicyLoaded:

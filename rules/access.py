@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.policy import Person, Policy
-from rules.alarms import AlarmBook
-from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
-
-PAIR_TIMER = "pair"
-LOCKOUT_TIMER = "lockout"
+from rules.effects import Instant
+from rules.step import Step
+from rules.timers import Timer
 
 # Denials that look like someone trying cards; `door_open`, `no_policy` and `locked_out`
 # are not counted (they say nothing about the card, and counting lockouts would extend
@@ -65,26 +63,18 @@ class AccessControl:
         self._denials: list[int] = []  # mono ms of counted denials inside the window
         self.locked_until: int | None = None
 
-    def badge(
-        self,
-        out: list[Effect],
-        now: Instant,
-        policy: Policy | None,
-        device: str,
-        reader: str,
-        uid: str,
-        busy: bool,
-        alarms: AlarmBook,
-    ) -> Grant | None:
+    def badge(self, ctx: Step, device: str, reader: str, uid: str, busy: bool) -> Grant | None:
+        policy, now = ctx.policy, ctx.now
+
         def deny(reason: str, person: Person | None = None) -> None:
             data: dict[str, Any] = {"reason": reason, "reader": reader}
             if person is None:
                 data["uid"] = mask_uid(uid)
             else:
                 data["person"] = person.id
-            out.append(Emit("access.denied", "warning", data))
+            ctx.emit("access.denied", "warning", data)
             if reason in COUNTED and policy is not None:
-                self._count_denial(out, now, policy, alarms)
+                self._count_denial(ctx, policy)
 
         if policy is None:
             deny("no_policy")
@@ -110,18 +100,9 @@ class AccessControl:
                 return None
             window = rules.pair_window_s * 1000
             self.pending = Pending(person.id, reader, now.mono_ms + window, now.wall_ms + window)
-            out.append(
-                Emit(
-                    "access.pending",
-                    "info",
-                    {
-                        "person": person.id,
-                        "reader": reader,
-                        "expires_at_ms": self.pending.expires_wall,
-                    },
-                )
-            )
-            out.append(StartTimer(PAIR_TIMER, self.pending.expires_mono))
+            data = {"person": person.id, "reader": reader, "expires_at_ms": now.wall_ms + window}
+            ctx.emit("access.pending", "info", data)
+            ctx.start(Timer.PAIR, window)
             return None
         if person.id == first.person:
             deny("same_person", person)
@@ -134,24 +115,17 @@ class AccessControl:
             deny("role_requirement", person)
             return None
         self.pending = None
-        out.append(CancelTimer(PAIR_TIMER))
+        ctx.cancel(Timer.PAIR)
         return Grant((first.person, person.id), (first.reader, reader), "local")
 
-    def approve_remote(
-        self,
-        out: list[Effect],
-        now: Instant,
-        policy: Policy | None,
-        person_id: str,
-        nonce: str,
-        by: str,
-    ) -> Grant | str:
+    def approve_remote(self, ctx: Step, person_id: str, nonce: str, by: str) -> Grant | str:
         """A signed remote approval standing in for the second person; str = refusal reason.
 
         The approver is held to what a second badge would be: a valid person of the
         policy, not the pending person, whose pairing with the pending person satisfies
         the pair rule, and who holds keeper or safety_officer (DESIGN §4.5).
         """
+        policy = ctx.policy
         if policy is None:
             return "no_policy"
         if not policy.access.remote_second:
@@ -166,7 +140,7 @@ class AccessControl:
             return "unknown_person"
         if by == first.person:
             return "same_person"
-        if not approver.valid_at(now.wall_ms):
+        if not approver.valid_at(ctx.now.wall_ms):
             return "not_authorized"
         first_person = policy.person_by_id(first.person)
         if (
@@ -176,37 +150,28 @@ class AccessControl:
         ):
             return "role_requirement"
         self.pending = None
-        out.append(CancelTimer(PAIR_TIMER))
+        ctx.cancel(Timer.PAIR)
         return Grant((first.person, by), (first.reader,), "remote", nonce)
 
-    def timer(self, out: list[Effect], now: Instant, name: str, alarms: AlarmBook) -> None:
-        if (
-            name == PAIR_TIMER
-            and self.pending is not None
-            and now.mono_ms >= self.pending.expires_mono
-        ):
-            out.append(Emit("access.expired", "info", {"person": self.pending.person}))
+    def pair_window_ended(self, ctx: Step) -> None:
+        if self.pending is not None and ctx.now.mono_ms >= self.pending.expires_mono:
+            ctx.emit("access.expired", "info", {"person": self.pending.person})
             self.pending = None
-        elif (
-            name == LOCKOUT_TIMER
-            and self.locked_until is not None
-            and now.mono_ms >= self.locked_until
-        ):
+
+    def lockout_ended(self, ctx: Step) -> None:
+        if self.locked_until is not None and ctx.now.mono_ms >= self.locked_until:
             self.locked_until = None
             self._denials.clear()
-            alarms.clear(out, "brute_force")
+            ctx.clear("brute_force")
 
-    def policy_changed(self, out: list[Effect], policy: Policy) -> None:
+    def policy_changed(self, ctx: Step) -> None:
         # A pending badge was judged under the old policy: make the person badge again.
+        self._drop_pending(ctx, "policy_changed")
+
+    def _drop_pending(self, ctx: Step, reason: str) -> None:
         if self.pending is not None:
-            out.append(
-                Emit(
-                    "access.expired",
-                    "info",
-                    {"person": self.pending.person, "reason": "policy_changed"},
-                )
-            )
-            out.append(CancelTimer(PAIR_TIMER))
+            ctx.emit("access.expired", "info", {"person": self.pending.person, "reason": reason})
+            ctx.cancel(Timer.PAIR)
             self.pending = None
 
     # --- durable state (deadlines on the wall clock: the monotonic one restarts) --------
@@ -219,34 +184,22 @@ class AccessControl:
             else now.wall_ms + self.locked_until - now.mono_ms,
         }
 
-    def restore(self, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+    def restore(self, ctx: Step, state: dict[str, Any]) -> None:
+        now = ctx.now
         self._denials = [now.mono_ms + t - now.wall_ms for t in state["denials_wall_ms"]]
         until = state["locked_until_wall_ms"]
         if until is not None:
             # A lockout that ran out while the cabinet was off ends at once (timer due).
             self.locked_until = now.mono_ms + until - now.wall_ms
-            out.append(StartTimer(LOCKOUT_TIMER, self.locked_until))
+            ctx.start(Timer.LOCKOUT, until - now.wall_ms)
 
-    def _count_denial(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook
-    ) -> None:
-        rules = policy.access
-        horizon = now.mono_ms - rules.lockout_window_s * 1000
-        self._denials = [t for t in self._denials if t > horizon] + [now.mono_ms]
+    def _count_denial(self, ctx: Step, policy: Policy) -> None:
+        rules, now = policy.access, ctx.now.mono_ms
+        horizon = now - rules.lockout_window_s * 1000
+        self._denials = [t for t in self._denials if t > horizon] + [now]
         if len(self._denials) < rules.lockout_after:
             return
-        self.locked_until = now.mono_ms + rules.lockout_s * 1000
-        alarms.raise_(
-            out, now, "brute_force", denials=len(self._denials), lockout_s=rules.lockout_s
-        )
-        out.append(StartTimer(LOCKOUT_TIMER, self.locked_until))
-        if self.pending is not None:
-            out.append(
-                Emit(
-                    "access.expired",
-                    "info",
-                    {"person": self.pending.person, "reason": "locked_out"},
-                )
-            )
-            out.append(CancelTimer(PAIR_TIMER))
-            self.pending = None
+        self.locked_until = now + rules.lockout_s * 1000
+        ctx.raise_("brute_force", denials=len(self._denials), lockout_s=rules.lockout_s)
+        ctx.start(Timer.LOCKOUT, rules.lockout_s * 1000)
+        self._drop_pending(ctx, "locked_out")

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rules.effects import Effect, Emit, Instant
+from rules.vocabulary import ALARM_KINDS, AlarmKind
 
 # Alarms that mean "someone must come now": they sound the buzzer until acked.
-SOUNDING = frozenset(
+SOUNDING: frozenset[AlarmKind] = frozenset(
     {
         "door_forced",
         "door_held_open",
@@ -33,22 +34,24 @@ SOUNDING = frozenset(
     }
 )
 # Discrepancies of the books (DESIGN §4.3): an ack never closes them.
-MASS_KINDS = frozenset({"mass_unexplained", "mass_mismatch", "unknown_item"})
+MASS_KINDS: frozenset[AlarmKind] = frozenset({"mass_unexplained", "mass_mismatch", "unknown_item"})
 CONDITION_GONE_AT_START = "condition_gone_at_start"
 
 
 @dataclass
 class OpenAlarm:
     id: str
-    kind: str
+    kind: AlarmKind
     subject: str
     since_ms: int
     acked: bool = False
+    slot: int | None = None  # what a mass alarm is about, for `resolve`
+    container: str | None = None
 
 
 class AlarmBook:
     def __init__(self) -> None:
-        self._open: dict[tuple[str, str], OpenAlarm] = {}
+        self._open: dict[tuple[AlarmKind, str], OpenAlarm] = {}
         self._count = 0
         self.boot = 1
         # Ids restored at start whose condition has not yet been re-checked against
@@ -56,7 +59,7 @@ class AlarmBook:
         self.unchecked: set[str] = set()
 
     def raise_(
-        self, out: list[Effect], now: Instant, kind: str, subject: str = "", **details: Any
+        self, out: list[Effect], now: Instant, kind: AlarmKind, subject: str = "", **details: Any
     ) -> str | None:
         key = (kind, subject)
         existing = self._open.get(key)
@@ -65,11 +68,12 @@ class AlarmBook:
             return None
         self._count += 1
         alarm = OpenAlarm(f"A{self.boot}-{self._count}", kind, subject, now.wall_ms)
+        alarm.slot, alarm.container = details.get("slot"), details.get("container")
         self._open[key] = alarm
         out.append(Emit("alarm.raised", "alarm", {"alarm": alarm.id, "kind": kind, **details}))
         return alarm.id
 
-    def clear(self, out: list[Effect], kind: str, subject: str = "", **details: Any) -> bool:
+    def clear(self, out: list[Effect], kind: AlarmKind, subject: str = "", **details: Any) -> bool:
         alarm = self._open.pop((kind, subject), None)
         if alarm is None:
             return False
@@ -97,7 +101,13 @@ class AlarmBook:
         )
         return True
 
-    def is_open(self, kind: str, subject: str = "") -> bool:
+    def resolved(self, out: list[Effect], alarm: OpenAlarm) -> None:
+        self._open.pop((alarm.kind, alarm.subject), None)
+        self.unchecked.discard(alarm.id)
+        data = {"alarm": alarm.id, "kind": alarm.kind, "reason": "resolved"}
+        out.append(Emit("alarm.cleared", "info", data))
+
+    def is_open(self, kind: AlarmKind, subject: str = "") -> bool:
         return (kind, subject) in self._open
 
     def open_alarms(self) -> list[OpenAlarm]:
@@ -118,6 +128,8 @@ class AlarmBook:
 
     def restore(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
+            if row["kind"] not in ALARM_KINDS:
+                raise ValueError(f"unknown alarm kind {row['kind']!r}")
             alarm = OpenAlarm(**row)
             self._open[(alarm.kind, alarm.subject)] = alarm
             self.unchecked.add(alarm.id)

@@ -12,15 +12,14 @@ for unacknowledged alarms.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from config.policy import Policy
-from rules import commands, durable
+from rules import commands, durable, system
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
-from rules.effects import CancelTimer, Effect, Emit, Instant, OutputName, SetOutput, StartTimer
-from rules.environment import VOC_CLEAR, VOC_RAISE, Environment
+from rules.effects import Effect, Instant, OutputName, SetOutput
+from rules.environment import Environment
 from rules.inputs import (
     AnyInput,
     Badge,
@@ -42,35 +41,20 @@ from rules.inputs import (
     TamperChanged,
     Tick,
     TimerFired,
+    UplinkRecovered,
+    UplinkTrouble,
     VocReading,
     WeightReading,
 )
-from rules.inventory import MassLedger, SessionView, Slot
+from rules.inventory import MassLedger, Slot
+from rules.session import Phase, Session
+from rules.step import Step
+from rules.timers import Overdue, Settle, Stale, Timer, TimerKey
 
-UNLOCK_TIMER = "unlock"
-DOOR_HELD_TIMER = "door_held"
-RECONCILE_TIMER = "reconcile"
-TELEMETRY_TIMER = "telemetry"
 OUTPUTS: tuple[OutputName, ...] = ("lock", "fan", "buzzer", "led_green", "led_red")
 # Weights still moving when the door closed: wait up to this many settle periods, then
 # reconcile with what there is rather than leave the session open for ever.
 MAX_RECONCILE_WAITS = 3
-START_CHECK_TIMER = "start_check"
-# After a restart, restored alarms are re-checked once the sensors have reported (every
-# ~1 s) and the scales had `settle_s` to settle: this many seconds beyond settle_s.
-START_CHECK_S = 3
-
-
-@dataclass
-class Session:
-    id: str
-    grant: Grant
-    phase: str = "unlocked"  # unlocked -> open -> settling -> (gone)
-    waits: int = 0
-    view: SessionView = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.view = SessionView(self.id, self.grant.persons)
 
 
 class CabinetRules:
@@ -90,35 +74,29 @@ class CabinetRules:
         self.outputs: dict[OutputName, bool] = dict.fromkeys(OUTPUTS, False)
         self.stopped = False
         self._sessions = 0
-        self._handlers: dict[type, Callable[[list[Effect], Instant, Any], object]] = {
+        self._handlers: dict[type, Callable[[Step, Any], object]] = {
             Badge: self._badge,
             DoorChanged: self._door,
             LockFeedback: self._lock_feedback,
             WeightReading: self._weight,
-            VocReading: lambda out, now, i: self.env.voc(out, now, self.policy, self.alarms, i.ppb),
-            LeakChanged: lambda out, now, i: self.env.leak(out, now, self.alarms, i.wet),
+            VocReading: self._voc,
+            LeakChanged: self._leak,
             TamperChanged: self._tamper,
             SensorFault: self._sensor_fault,
             SensorRecovered: self._sensor_recovered,
-            ReaderFault: lambda out, now, i: self.alarms.raise_(
-                out, now, "reader_fault", i.reader, reader=i.reader, detail=i.detail
-            ),
-            ReaderRecovered: lambda out, now, i: self.alarms.clear(
-                out, "reader_fault", i.reader, reader=i.reader
-            ),
-            CommandReceived: lambda out, now, i: commands.handle(self, out, now, i),
-            CommandRejected: lambda out, now, i: commands.rejected(out, i),
-            PolicyLoaded: lambda out, now, i: commands.load_policy(self, out, now, i),
+            ReaderFault: self._reader_fault,
+            ReaderRecovered: self._reader_recovered,
+            UplinkTrouble: self._uplink,
+            UplinkRecovered: self._uplink,
+            CommandReceived: self._command,
+            CommandRejected: self._command_rejected,
+            PolicyLoaded: self._policy_loaded,
             TimerFired: self._timer,
-            Tick: lambda out, now, i: None,
+            Tick: self._tick,
             Started: self._started,
             Heartbeat: self._heartbeat,
             ClockStatus: self._clock,
-            Reloaded: lambda out, now, r: out.append(
-                Emit("system.reloaded", "info", {"detail": r.detail})
-                if r.applied
-                else Emit("system.reload_refused", "warning", {"detail": r.detail})
-            ),
+            Reloaded: self._reloaded,
             Stopping: self._stopping,
         }
 
@@ -131,7 +109,7 @@ class CabinetRules:
         out: list[Effect] = []
         if self.stopped and not isinstance(event, Stopping):
             return out  # after system.stopping nothing may change state
-        handler(out, now, event)
+        handler(Step(now, self.policy, self.alarms, out), event)
         self._derive_outputs(out)
         return out
 
@@ -139,7 +117,7 @@ class CabinetRules:
         env_policy = self.policy.environment if self.policy else None
         wanted: dict[OutputName, bool] = {
             "lock": self.session is not None
-            and self.session.phase == "unlocked"
+            and self.session.phase is Phase.UNLOCKED
             and not self.stopped,
             "fan": self.alarms.is_open("voc_high")
             or self.alarms.is_open("leak")
@@ -155,18 +133,16 @@ class CabinetRules:
 
     # --- access and the door -----------------------------------------------------------
 
-    def _badge(self, out: list[Effect], now: Instant, badge: Badge) -> None:
+    def _badge(self, ctx: Step, badge: Badge) -> None:
         # A badge read is proof the reader works: this is how a reader_fault restored at
         # start clears when its driver has no fault of its own to report recovered.
-        self.alarms.clear(out, "reader_fault", badge.reader, reader=badge.reader)
+        ctx.clear("reader_fault", badge.reader, reader=badge.reader)
         busy = self.session is not None or bool(self.door_open)
-        grant = self.access.badge(
-            out, now, self.policy, self.device, badge.reader, badge.uid, busy, self.alarms
-        )
+        grant = self.access.badge(ctx, self.device, badge.reader, badge.uid, busy)
         if grant is not None:
-            self.grant(out, now, grant)
+            self.grant(ctx, grant)
 
-    def grant(self, out: list[Effect], now: Instant, grant: Grant) -> None:
+    def grant(self, ctx: Step, grant: Grant) -> None:
         assert self.policy is not None
         self._sessions += 1
         session = Session(f"S{self.boot}-{self._sessions}", grant)
@@ -179,252 +155,214 @@ class CabinetRules:
         }
         if grant.approval is not None:
             data["approval"] = grant.approval
-        out.append(Emit("access.granted", "info", data))
-        out.append(Emit("lock.unlocked", "info", {"session": session.id, "reason": "granted"}))
-        out.append(StartTimer(UNLOCK_TIMER, now.mono_ms + self.policy.access.unlock_s * 1000))
+        ctx.emit("access.granted", "info", data)
+        ctx.emit("lock.unlocked", "info", {"session": session.id, "reason": "granted"})
+        ctx.start(Timer.UNLOCK, self.policy.access.unlock_s * 1000)
 
-    def _door(self, out: list[Effect], now: Instant, door: DoorChanged) -> None:
+    def _door(self, ctx: Step, door: DoorChanged) -> None:
         if door.open == self.door_open:
             return  # a repeated level from a driver is not a new event
         first_reading = self.door_open is None
         self.door_open = door.open
-        self.door_opened_wall_ms = now.wall_ms if door.open else None
+        self.door_opened_wall_ms = ctx.now.wall_ms if door.open else None
         if first_reading and not door.open:
             return  # the door was shut when we started: nothing happened
         session = self.session
         held_s = self.policy.access.door_held_s if self.policy else 120
         if door.open:
-            if session is not None and session.phase == "unlocked":
-                session.phase = "open"
-                out.append(Emit("door.opened", "info", {"session": session.id}))
-                out.append(
-                    Emit("lock.locked", "info", {"session": session.id, "reason": "door_opened"})
-                )
-                out.append(CancelTimer(UNLOCK_TIMER))
+            if session is not None and session.phase is Phase.UNLOCKED:
+                session.to(Phase.OPEN)
+                ctx.emit("door.opened", "info", {"session": session.id})
+                ctx.emit("lock.locked", "info", {"session": session.id, "reason": "door_opened"})
+                ctx.cancel(Timer.UNLOCK)
             else:
-                out.append(Emit("door.opened", "info", {"session": None}))
-                self.alarms.raise_(out, now, "door_forced", session=None)
-            out.append(StartTimer(DOOR_HELD_TIMER, now.mono_ms + held_s * 1000))
+                ctx.emit("door.opened", "info", {"session": None})
+                ctx.raise_("door_forced", session=None)
+            ctx.start(Timer.DOOR_HELD, held_s * 1000)
             return
-        in_session = session is not None and session.phase == "open"
-        out.append(
-            Emit("door.closed", "info", {"session": session.id if in_session and session else None})
-        )
-        out.append(CancelTimer(DOOR_HELD_TIMER))
-        self.alarms.clear(out, "door_held_open")
-        self.alarms.clear(out, "door_forced")
+        in_session = session is not None and session.phase is Phase.OPEN
+        ctx.emit("door.closed", "info", {"session": session.id if in_session and session else None})
+        ctx.cancel(Timer.DOOR_HELD)
+        ctx.clear("door_held_open")
+        ctx.clear("door_forced")
         if in_session and session is not None:
-            session.phase = "settling"
-            self._schedule_reconcile(out, now)
+            session.to(Phase.SETTLING)
+            self._schedule_reconcile(ctx)
 
-    def _schedule_reconcile(self, out: list[Effect], now: Instant) -> None:
+    def _schedule_reconcile(self, ctx: Step) -> None:
         settle_s = self.policy.inventory.settle_s if self.policy else 0
-        out.append(StartTimer(RECONCILE_TIMER, now.mono_ms + max(settle_s, 1) * 1000))
+        ctx.start(Timer.RECONCILE, max(settle_s, 1) * 1000)
 
-    def _reconcile(self, out: list[Effect], now: Instant) -> None:
+    def _reconcile(self, ctx: Step) -> None:
         session, policy = self.session, self.policy
-        if session is None or session.phase != "settling" or policy is None:
+        if session is None or session.phase is not Phase.SETTLING or policy is None:
             return
-        if not self.ledger.all_settled(now, policy) and session.waits < MAX_RECONCILE_WAITS:
+        if not self.ledger.all_settled() and session.waits < MAX_RECONCILE_WAITS:
             session.waits += 1
-            self._schedule_reconcile(out, now)
+            self._schedule_reconcile(ctx)
             return
-        self.ledger.reconcile(out, now, policy, self.alarms, session.view)
+        self.ledger.reconcile(ctx, policy, session.view)
+        self._end_session(session)
+
+    def _end_session(self, session: Session) -> None:
+        session.to(Phase.ENDED)
         self.session = None
 
-    def _lock_feedback(self, out: list[Effect], now: Instant, fb: LockFeedback) -> None:
+    def _lock_feedback(self, ctx: Step, fb: LockFeedback) -> None:
         # Relay off with the door shut must mean the bolt is thrown; anything else is a
         # lock forced or jammed open.
         if not fb.engaged and not self.outputs["lock"] and self.door_open is False:
-            self.alarms.raise_(out, now, "tamper", "bolt", detail="bolt_not_engaged")
+            ctx.raise_("tamper", "bolt", detail="bolt_not_engaged")
         elif fb.engaged:
-            self.alarms.clear(out, "tamper", "bolt")
+            ctx.clear("tamper", "bolt")
 
-    def _tamper(self, out: list[Effect], now: Instant, t: TamperChanged) -> None:
+    def _tamper(self, ctx: Step, t: TamperChanged) -> None:
         self.tamper_open = t.open
         if t.open:
-            self.alarms.raise_(out, now, "tamper", "switch", detail="enclosure_open")
+            ctx.raise_("tamper", "switch", detail="enclosure_open")
         else:
-            self.alarms.clear(out, "tamper", "switch")
+            ctx.clear("tamper", "switch")
 
     # --- sensors -----------------------------------------------------------------------
 
-    def _weight(self, out: list[Effect], now: Instant, w: WeightReading) -> None:
+    def _weight(self, ctx: Step, w: WeightReading) -> None:
         policy = self.policy
         if policy is None:
             self.ledger.slots.setdefault(w.slot, Slot(w.slot, None, present=False)).candidate = w.mg
             return
         if w.mg < 0:
-            self.alarms.raise_(
-                out,
-                now,
-                "sensor_fault",
-                f"scale:{w.slot}",
-                sensor=f"scale:{w.slot}",
-                detail="out_of_range",
-                value=w.mg,
-            )
+            sensor = f"scale:{w.slot}"
+            ctx.raise_("sensor_fault", sensor, sensor=sensor, detail="out_of_range", value=w.mg)
             return
-        self.env.seen(out, now, policy, self.alarms, f"scale:{w.slot}")
-        if self.ledger.reading(out, now, policy, w.slot, w.mg):
-            self._settled(out, now, w.slot)
+        self.env.seen(ctx, policy, f"scale:{w.slot}")
+        if self.ledger.reading(ctx, policy, w.slot, w.mg):
+            self._settled(ctx, w.slot)
 
-    def _settled(self, out: list[Effect], now: Instant, slot: int) -> None:
+    def _settled(self, ctx: Step, slot: int) -> None:
         # Until the door opens, a granted session has touched nothing: a change then is
         # as unexplained as one outside any session.
-        unattended = self.session is None or self.session.phase == "unlocked"
+        unattended = self.session is None or self.session.phase is Phase.UNLOCKED
         if unattended and self.policy is not None:
-            self.ledger.check_unattended(out, now, self.policy, self.alarms, slot)
+            self.ledger.check_unattended(ctx, self.policy, slot)
 
-    def _sensor_fault(self, out: list[Effect], now: Instant, f: SensorFault) -> None:
-        if f.sensor == "uplink":  # the uplink's trouble is a system warning, not an alarm
-            out.append(Emit("system.warning", "warning", {"problem": "uplink", "detail": f.detail}))
-            return
-        self.alarms.raise_(out, now, "sensor_fault", f.sensor, sensor=f.sensor, detail=f.detail)
+    def _voc(self, ctx: Step, v: VocReading) -> None:
+        self.env.voc(ctx, v.ppb)
 
-    def _sensor_recovered(self, out: list[Effect], now: Instant, r: SensorRecovered) -> None:
-        if r.sensor == "uplink":
-            out.append(Emit("system.warning_cleared", "info", {"problem": "uplink"}))
-            return
-        self.alarms.clear(out, "sensor_fault", r.sensor, sensor=r.sensor)
+    def _leak(self, ctx: Step, leak: LeakChanged) -> None:
+        self.env.leak(ctx, leak.wet)
+
+    def _sensor_fault(self, ctx: Step, f: SensorFault) -> None:
+        ctx.raise_("sensor_fault", f.sensor, sensor=f.sensor, detail=f.detail)
+
+    def _sensor_recovered(self, ctx: Step, r: SensorRecovered) -> None:
+        ctx.clear("sensor_fault", r.sensor, sensor=r.sensor)
+
+    def _reader_fault(self, ctx: Step, f: ReaderFault) -> None:
+        ctx.raise_("reader_fault", f.reader, reader=f.reader, detail=f.detail)
+
+    def _reader_recovered(self, ctx: Step, r: ReaderRecovered) -> None:
+        ctx.clear("reader_fault", r.reader, reader=r.reader)
+
+    # --- commands and news -------------------------------------------------------------
+
+    def _command(self, ctx: Step, cmd: CommandReceived) -> None:
+        commands.handle(self, ctx, cmd)
+
+    def _command_rejected(self, ctx: Step, r: CommandRejected) -> None:
+        commands.rejected(ctx, r)
+
+    def _policy_loaded(self, ctx: Step, loaded: PolicyLoaded) -> None:
+        commands.load_policy(self, ctx, loaded)
+
+    def _uplink(self, ctx: Step, news: UplinkTrouble | UplinkRecovered) -> None:
+        system.uplink(ctx, news)
+
+    def _tick(self, ctx: Step, tick: Tick) -> None:
+        return None  # time passed: the core has already fired what fell due
+
+    def _heartbeat(self, ctx: Step, hb: Heartbeat) -> None:
+        system.heartbeat(ctx, hb, self.env)
+
+    def _clock(self, ctx: Step, c: ClockStatus) -> None:
+        system.clock(ctx, c)
+
+    def _reloaded(self, ctx: Step, r: Reloaded) -> None:
+        system.reloaded(ctx, r)
 
     # --- time ----------------------------------------------------------------------------
 
-    def _timer(self, out: list[Effect], now: Instant, fired: TimerFired) -> None:
-        name, policy = fired.name, self.policy
-        if name in ("pair", "lockout"):
-            self.access.timer(out, now, name, self.alarms)
-        elif name == UNLOCK_TIMER and self.session is not None and self.session.phase == "unlocked":
-            out.append(
-                Emit("lock.locked", "info", {"session": self.session.id, "reason": "timeout"})
-            )
-            self.session = None
-            if policy is not None:
-                for slot in sorted(self.ledger.slots):
-                    self.ledger.check_unattended(out, now, policy, self.alarms, slot)
-        elif name == DOOR_HELD_TIMER and self.door_open:
-            session = self.session.id if self.session else None
-            self.alarms.raise_(out, now, "door_held_open", session=session)
-        elif name == RECONCILE_TIMER:
-            self._reconcile(out, now)
-        elif name == START_CHECK_TIMER:
-            self._start_check(out, now)
+    def _timer(self, ctx: Step, fired: TimerFired) -> None:
+        key: TimerKey = fired.key
+        policy = self.policy
+        if isinstance(key, Timer):
+            self._fixed_timer(ctx, key)
         elif policy is None:
             return
-        elif name.startswith("settle:"):
-            slot = int(name.removeprefix("settle:"))
-            self.ledger.settle(now, policy, slot)
-            self._settled(out, now, slot)
-        elif name.startswith("overdue:"):
-            self.ledger.overdue(out, now, self.alarms, name.removeprefix("overdue:"))
-        elif name in (VOC_RAISE, VOC_CLEAR) or name.startswith("stale:"):
-            self.env.timer(out, now, policy, self.alarms, name)
-        elif name == TELEMETRY_TIMER:
-            self._telemetry(out, now, policy)
+        elif isinstance(key, Settle):
+            self.ledger.settle(ctx.now, policy, key.slot)
+            self._settled(ctx, key.slot)
+        elif isinstance(key, Overdue):
+            self.ledger.overdue(ctx, key.container)
+        elif isinstance(key, Stale):
+            self.env.stale(ctx, policy, key.sensor)
 
-    def _telemetry(self, out: list[Effect], now: Instant, policy: Policy) -> None:
-        out.append(
-            Emit(
-                "env.reading",
-                "info",
-                {
-                    "voc_ppb": self.env.voc_ppb,
-                    "leak_wet": self.env.leak_wet,
-                    "door_open": self.door_open,
-                },
-            )
-        )
-        out.append(
-            StartTimer(TELEMETRY_TIMER, now.mono_ms + policy.environment.reading_period_s * 1000)
-        )
+    def _fixed_timer(self, ctx: Step, key: Timer) -> None:
+        policy, session = self.policy, self.session
+        if key is Timer.PAIR:
+            self.access.pair_window_ended(ctx)
+        elif key is Timer.LOCKOUT:
+            self.access.lockout_ended(ctx)
+        elif key is Timer.UNLOCK and session is not None and session.phase is Phase.UNLOCKED:
+            ctx.emit("lock.locked", "info", {"session": session.id, "reason": "timeout"})
+            self._end_session(session)
+            if policy is not None:
+                for slot in sorted(self.ledger.slots):
+                    self.ledger.check_unattended(ctx, policy, slot)
+        elif key is Timer.DOOR_HELD and self.door_open:
+            ctx.raise_("door_held_open", session=session.id if session else None)
+        elif key is Timer.RECONCILE:
+            self._reconcile(ctx)
+        elif key is Timer.START_CHECK:
+            durable.start_check(self, ctx)
+        elif policy is None:
+            return
+        elif key is Timer.VOC_RAISE:
+            self.env.voc_held_high(ctx, policy)
+        elif key is Timer.VOC_CLEAR:
+            self.env.voc_held_low(ctx, policy)
+        elif key is Timer.TELEMETRY:
+            system.telemetry(ctx, self.env, self.door_open)
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def _started(self, out: list[Effect], now: Instant, s: Started) -> None:
+    def _started(self, ctx: Step, s: Started) -> None:
         self.boot = s.boot
         self.alarms.boot = s.boot
         data = {"version": s.version, "boot": s.boot, "resumed_from_seq": s.resumed_from_seq}
-        out.append(Emit("system.started", "info", data))
+        ctx.emit("system.started", "info", data)
         # Fail-secure: whatever the pins did before, the first outputs are all off.
-        out.extend(SetOutput(name, False) for name in OUTPUTS)
-        if s.state is None:
-            return
-        mark = len(out)
-        try:
-            durable.restore(self, out, now, s.state)
-        except durable.StateError as exc:
-            del out[mark:]
-            self.policy, self.session, self.door_open = None, None, None
-            self.alarms, self.access, self.ledger = AlarmBook(), AccessControl(), MassLedger()
-            self.alarms.boot = s.boot
-            out.append(
-                Emit(
-                    "system.warning", "warning", {"problem": "state_unreadable", "detail": str(exc)}
-                )
-            )
-            return
-        if self.policy is not None:
-            period = self.policy.environment.reading_period_s * 1000
-            out.append(StartTimer(TELEMETRY_TIMER, now.mono_ms + period))
-            settle_s = max(self.policy.inventory.settle_s, 1)
-            out.append(
-                StartTimer(START_CHECK_TIMER, now.mono_ms + (settle_s + START_CHECK_S) * 1000)
-            )
+        ctx.out.extend(SetOutput(name, False) for name in OUTPUTS)
+        if s.state is not None:
+            durable.resume(self, ctx, s.state)
 
-    def resume_session(
-        self, out: list[Effect], now: Instant, session_id: str, grant: Grant, phase: str
-    ) -> None:
+    def forget(self) -> None:
+        """Start from nothing (a saved state that cannot be read): no policy, no books."""
+        self.policy, self.session, self.door_open = None, None, None
+        self.alarms, self.access, self.ledger = AlarmBook(), AccessControl(), MassLedger()
+        self.alarms.boot = self.boot
+
+    def resume_session(self, ctx: Step, session_id: str, grant: Grant, phase: Phase) -> None:
         """A session whose door had opened goes on after a restart (durable.restore)."""
         self.session = Session(session_id, grant, phase)
-        if phase == "settling":
-            self._schedule_reconcile(out, now)
+        if phase is Phase.SETTLING:
+            self._schedule_reconcile(ctx)
 
-    def _start_check(self, out: list[Effect], now: Instant) -> None:
-        """The first fresh readings are in: alarms restored at start whose condition is
-        gone are cleared (`condition_gone_at_start`); the rest stay open under their id."""
-        policy = self.policy
-        if self.door_open is False:
-            self.alarms.clear(out, "door_forced")
-            self.alarms.clear(out, "door_held_open")
-        if self.env.leak_wet is False:
-            self.alarms.clear(out, "leak")
-        voc = self.env.voc_ppb
-        if policy is not None and voc is not None and voc < policy.environment.voc_clear_ppb:
-            self.alarms.clear(out, "voc_high", voc_ppb=voc)
-        if policy is not None and self.session is None:
-            for slot in sorted(self.ledger.slots):
-                self.ledger.check_unattended(out, now, policy, self.alarms, slot)
-        self.alarms.end_start_check()
-
-    def _heartbeat(self, out: list[Effect], now: Instant, hb: Heartbeat) -> None:
-        data = {
-            **hb.data,
-            "sensors": self.env.freshness(now),
-            "policy_version": self.policy.version if self.policy else None,
-        }
-        out.append(Emit("system.heartbeat", "info", data))
-
-    def _clock(self, out: list[Effect], now: Instant, c: ClockStatus) -> None:
-        if c.synchronized:
-            self.alarms.clear(out, "clock_unsynced")
-        else:
-            self.alarms.raise_(
-                out, now, "clock_unsynced", detail="wall clock not synchronised (NTP)"
-            )
-
-    def _stopping(self, out: list[Effect], now: Instant, s: Stopping) -> None:
+    def _stopping(self, ctx: Step, s: Stopping) -> None:
         if self.stopped:
             return
         self.stopped = True
-        if self.session is not None and self.session.phase == "unlocked":
+        if self.session is not None and self.session.phase is Phase.UNLOCKED:
             # The relay drops as the agent stops: record it like any other locking.
-            out.append(
-                Emit("lock.locked", "info", {"session": self.session.id, "reason": "stopping"})
-            )
-        out.append(
-            Emit(
-                "system.stopping",
-                "info",
-                {"version": self.version, "boot": self.boot, "reason": s.reason},
-            )
-        )
+            ctx.emit("lock.locked", "info", {"session": self.session.id, "reason": "stopping"})
+        data = {"version": self.version, "boot": self.boot, "reason": s.reason}
+        ctx.emit("system.stopping", "info", data)

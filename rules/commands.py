@@ -8,137 +8,164 @@ as `command.applied` / `command.rejected` / `policy.applied` / `policy.rejected`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from rules.effects import Effect, Emit, Instant, PersistPolicy, Republish, StartTimer
+from config.policy import Policy
+from rules import discrepancy
+from rules.access import APPROVER_ROLES, AccessControl, Grant
+from rules.alarms import AlarmBook
+from rules.command_args import (
+    Ack,
+    Approve,
+    ApproveWithdrawal,
+    Resend,
+    Resolve,
+    Snapshot,
+    Stocktake,
+)
+from rules.effects import Emit, PersistPolicy, Republish
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
-from rules.inventory import Approval
-
-if TYPE_CHECKING:
-    from rules.cabinet import CabinetRules
-
-
-def _applied(out: list[Effect], cmd: CommandReceived, **extra: Any) -> None:
-    data = {"name": cmd.name, "nonce": cmd.nonce, "reason": None, **extra}
-    out.append(Emit("command.applied", "info", data))
+from rules.inventory import Approval, MassLedger
+from rules.session import Session
+from rules.step import Step
+from rules.timers import Settle, Timer
 
 
-def _refused(out: list[Effect], name: str, nonce: str, reason: str, **extra: Any) -> None:
+class Cabinet(Protocol):
+    """The parts of the rules' state a command may read or change (CabinetRules)."""
+
+    device: str
+    policy: Policy | None
+    alarms: AlarmBook
+    access: AccessControl
+    ledger: MassLedger
+    session: Session | None
+    door_open: bool | None
+
+    def grant(self, ctx: Step, grant: Grant) -> None: ...
+
+
+def _applied_data(received: CommandReceived) -> dict[str, Any]:
+    return {
+        "name": received.name,
+        "nonce": received.nonce,
+        "reason": None,
+        **received.command.record(),
+    }
+
+
+def _applied(ctx: Step, received: CommandReceived) -> None:
+    ctx.emit("command.applied", "info", _applied_data(received))
+
+
+def _refused(ctx: Step, name: str, nonce: str, reason: str, **extra: Any) -> None:
+    data = {"name": name, "nonce": nonce, "reason": reason, **extra}
     if name == "policy":
         # A policy refused before it could be read has no version to name.
-        out.append(
-            Emit(
-                "policy.rejected",
-                "warning",
-                {"name": name, "nonce": nonce, "version": None, "reason": reason, **extra},
-            )
-        )
-        return
-    out.append(
-        Emit(
-            "command.rejected", "warning", {"name": name, "nonce": nonce, "reason": reason, **extra}
-        )
-    )
-
-
-def rejected(out: list[Effect], r: CommandRejected) -> None:
-    _refused(out, r.name, r.nonce, r.reason)
-
-
-def _int(args: dict[str, Any], key: str) -> int:
-    value = args.get(key)
-    if type(value) is not int:
-        raise ValueError(key)
-    return value
-
-
-def _str(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise ValueError(key)
-    return value
-
-
-def handle(rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
-    try:
-        _dispatch(rules, out, now, cmd)
-    except ValueError as exc:
-        _refused(out, cmd.name, cmd.nonce, "bad_args", detail=str(exc))
-
-
-def _dispatch(rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
-    args = cmd.args if isinstance(cmd.args, dict) else {}
-    if cmd.name == "approve":
-        person, by = _str(args, "person"), _str(args, "by")
-        busy = rules.session is not None or bool(rules.door_open)
-        if busy:
-            _refused(out, cmd.name, cmd.nonce, "door_open", person=person, by=by)
-            return
-        result = rules.access.approve_remote(out, now, rules.policy, person, cmd.nonce, by)
-        if isinstance(result, str):
-            _refused(out, cmd.name, cmd.nonce, result, person=person, by=by)
-            return
-        _applied(out, cmd, person=person, by=by)
-        rules.grant(out, now, result)
-    elif cmd.name == "approve_withdrawal":
-        container = _str(args, "container")
-        max_mg, until_ms = _int(args, "max_mg"), _int(args, "until_ms")
-        persons = args.get("persons")
-        if (
-            not isinstance(persons, list)
-            or not persons
-            or not all(isinstance(p, str) for p in persons)
-        ):
-            raise ValueError("persons")
-        if max_mg < 0:
-            raise ValueError("max_mg")
-        if rules.policy is None or rules.policy.container_by_id(container) is None:
-            _refused(out, cmd.name, cmd.nonce, "unknown_container", container=container)
-            return
-        rules.ledger.approve(Approval(container, max_mg, frozenset(persons), until_ms, cmd.nonce))
-        _applied(
-            out, cmd, container=container, max_mg=max_mg, persons=sorted(persons), until_ms=until_ms
-        )
-    elif cmd.name == "ack":
-        _ack(rules, out, now, cmd, args)
-    elif cmd.name == "snapshot":
-        out.append(Emit("inventory.snapshot", "info", {"slots": rules.ledger.snapshot()}))
-        _applied(out, cmd)
-    elif cmd.name == "resend":
-        lo, hi = _int(args, "from_seq"), _int(args, "to_seq")
-        if not 1 <= lo <= hi:
-            raise ValueError("from_seq..to_seq")
-        _applied(out, cmd, from_seq=lo, to_seq=hi)
-        out.append(Republish(lo, hi))
+        ctx.emit("policy.rejected", "warning", {"version": None, **data})
     else:
-        _refused(out, cmd.name, cmd.nonce, "unknown_command")
+        ctx.emit("command.rejected", "warning", data)
 
 
-def _ack(
-    rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived, args: dict[str, Any]
-) -> None:
-    alarm = _str(args, "alarm")
-    by = args.get("by")
-    comment = args.get("comment")
-    if (by is not None and not isinstance(by, str)) or (
-        comment is not None and not isinstance(comment, str)
-    ):
-        raise ValueError("by/comment")
-    record = {"alarm": alarm, "by": by, "comment": comment}
-    if by is not None:
-        person = rules.policy.person_by_id(by) if rules.policy else None
-        if person is None or not person.valid_at(now.wall_ms):
-            reason = "unknown_person" if person is None else "not_authorized"
-            _refused(out, cmd.name, cmd.nonce, reason, **record)
+def rejected(ctx: Step, r: CommandRejected) -> None:
+    _refused(ctx, r.name, r.nonce, r.reason)
+
+
+def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:
+    command, nonce = received.command, received.nonce
+    if isinstance(command, Approve):
+        _approve(rules, ctx, command, nonce)
+    elif isinstance(command, ApproveWithdrawal):
+        policy = rules.policy
+        if policy is None or policy.container_by_id(command.container) is None:
+            _refused(ctx, command.NAME, nonce, "unknown_container", **command.record())
             return
-    if rules.alarms.find(alarm) is None:
-        _refused(out, cmd.name, cmd.nonce, "unknown_alarm", **record)
+        refusal = _people(ctx, command.persons, command.by)
+        if refusal is not None:
+            _refused(ctx, command.NAME, nonce, refusal, **command.record())
+            return
+        approval = Approval(
+            command.container,
+            command.max_mg,
+            frozenset(command.persons),
+            command.until_ms,
+            nonce,
+            command.by,
+            command.purpose,
+        )
+        rules.ledger.approve(approval)
+        _applied(ctx, received)
+    elif isinstance(command, Ack):
+        _ack(rules, ctx, command, nonce)
+    elif isinstance(command, Resolve):
+        settlement = discrepancy.check(ctx, rules.ledger, command)
+        if isinstance(settlement, str):
+            _refused(ctx, command.NAME, nonce, settlement, **command.record())
+            return
+        assert rules.policy is not None
+        _applied(ctx, received)
+        discrepancy.settle(ctx, rules.policy, rules.ledger, command, settlement)
+    elif isinstance(command, Stocktake):
+        if rules.session is not None or bool(rules.door_open):
+            _refused(ctx, command.NAME, nonce, "door_open", **command.record())
+            return
+        mark = len(ctx.out)
+        refusal = discrepancy.stocktake(ctx, rules.ledger, command.persons)
+        if refusal is not None:
+            _refused(ctx, command.NAME, nonce, refusal, **command.record())
+            return
+        ctx.out.insert(mark, Emit("command.applied", "info", _applied_data(received)))
+    elif isinstance(command, Snapshot):
+        ctx.emit("inventory.snapshot", "info", {"slots": rules.ledger.snapshot()})
+        _applied(ctx, received)
+    elif isinstance(command, Resend):
+        _applied(ctx, received)
+        ctx.out.append(Republish(command.from_seq, command.to_seq))
+
+
+def _people(ctx: Step, persons: list[str], by: str | None) -> str | None:
+    """Everyone a command names is a person of the policy in force, valid now; `by`, who
+    approves, also holds keeper or safety_officer. The refusal reason, or None."""
+    assert ctx.policy is not None
+    for person_id in [*persons, *([by] if by is not None else [])]:
+        person = ctx.policy.person_by_id(person_id)
+        if person is None:
+            return "unknown_person"
+        if not person.valid_at(ctx.now.wall_ms):
+            return "not_authorized"
+    approver = ctx.policy.person_by_id(by) if by is not None else None
+    if approver is not None and not APPROVER_ROLES & set(approver.roles):
+        return "role_requirement"
+    return None
+
+
+def _approve(rules: Cabinet, ctx: Step, command: Approve, nonce: str) -> None:
+    if rules.session is not None or bool(rules.door_open):
+        _refused(ctx, command.NAME, nonce, "door_open", **command.record())
         return
-    _applied(out, cmd, **record)
-    rules.alarms.ack(out, alarm, by, comment)
+    result = rules.access.approve_remote(ctx, command.person, nonce, command.by)
+    if isinstance(result, str):
+        _refused(ctx, command.NAME, nonce, result, **command.record())
+        return
+    _applied(ctx, CommandReceived(command, nonce))
+    rules.grant(ctx, result)
 
 
-def load_policy(rules: CabinetRules, out: list[Effect], now: Instant, loaded: PolicyLoaded) -> None:
+def _ack(rules: Cabinet, ctx: Step, command: Ack, nonce: str) -> None:
+    if command.by is not None:
+        person = rules.policy.person_by_id(command.by) if rules.policy else None
+        if person is None or not person.valid_at(ctx.now.wall_ms):
+            reason = "unknown_person" if person is None else "not_authorized"
+            _refused(ctx, command.NAME, nonce, reason, **command.record())
+            return
+    if rules.alarms.find(command.alarm) is None:
+        _refused(ctx, command.NAME, nonce, "unknown_alarm", **command.record())
+        return
+    _applied(ctx, CommandReceived(command, nonce))
+    rules.alarms.ack(ctx.out, command.alarm, command.by, command.comment)
+
+
+def load_policy(rules: Cabinet, ctx: Step, loaded: PolicyLoaded) -> None:
     policy = loaded.policy
     current = rules.policy
     base = {
@@ -148,39 +175,26 @@ def load_policy(rules: CabinetRules, out: list[Effect], now: Instant, loaded: Po
         "source": loaded.source,
     }
     if not policy.applies_to(rules.device):
-        out.append(
-            Emit(
-                "policy.rejected",
-                "warning",
-                {**base, "reason": "wrong_cabinet", "cabinet": policy.cabinet},
-            )
-        )
+        data = {**base, "reason": "wrong_cabinet", "cabinet": policy.cabinet}
+        ctx.emit("policy.rejected", "warning", data)
         return
     if current is not None and policy.version == current.version and loaded.source == "startup":
         return  # the persisted copy of the policy the restored state already enforces
     if current is not None and policy.version <= current.version:
-        out.append(
-            Emit(
-                "policy.rejected",
-                "warning",
-                {**base, "reason": "version_not_newer", "current_version": current.version},
-            )
-        )
+        data = {**base, "reason": "version_not_newer", "current_version": current.version}
+        ctx.emit("policy.rejected", "warning", data)
         return
     first = current is None
-    rules.policy = policy
+    rules.policy = ctx.policy = policy
     rules.ledger.load(policy)
-    rules.access.policy_changed(out, policy)
-    out.append(Emit("policy.applied", "info", {**base, "reason": None}))
+    rules.access.policy_changed(ctx)
+    ctx.emit("policy.applied", "info", {**base, "reason": None})
     if loaded.document is not None and loaded.source == "command":
-        out.append(PersistPolicy(loaded.document, policy.version))
+        ctx.out.append(PersistPolicy(loaded.document, policy.version))
     if first:
-        period = policy.environment.reading_period_s * 1000
-        out.append(StartTimer("telemetry", now.mono_ms + period))
+        ctx.start(Timer.TELEMETRY, policy.environment.reading_period_s * 1000)
         # Readings that arrived before any policy could not be judged: settle them now.
         for slot in sorted(rules.ledger.slots):
             if rules.ledger.slots[slot].candidate is not None:
-                rules.ledger.slots[slot].since_mono = now.mono_ms
-                out.append(
-                    StartTimer(f"settle:{slot}", now.mono_ms + policy.inventory.settle_s * 1000)
-                )
+                rules.ledger.slots[slot].since_mono = ctx.now.mono_ms
+                ctx.start(Settle(slot), policy.inventory.settle_s * 1000)

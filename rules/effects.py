@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rules.timers import TimerKey
+from rules.vocabulary import EventType
+
 OutputName = Literal["lock", "fan", "buzzer", "led_green", "led_red"]
 Severity = Literal["info", "warning", "alarm"]
 
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    type: str
+    type: EventType
     sev: Severity
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -31,13 +34,13 @@ class SetOutput:
 
 @dataclass(frozen=True, slots=True)
 class StartTimer:
-    name: str
+    key: TimerKey
     at_ms: int  # on the rules' monotonic time base (Instant.mono_ms)
 
 
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
-    name: str
+    key: TimerKey
 
 
 @dataclass(frozen=True, slots=True)

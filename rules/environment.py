@@ -9,11 +9,9 @@ one `env.voc_warning` per excursion, not one per reading.
 from __future__ import annotations
 
 from config.policy import Policy
-from rules.alarms import AlarmBook
-from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
-
-VOC_RAISE = "voc_raise"
-VOC_CLEAR = "voc_clear"
+from rules.effects import Instant
+from rules.step import Step
+from rules.timers import Stale, Timer
 
 
 class Environment:
@@ -25,86 +23,72 @@ class Environment:
         self._clear_pending = False
         self._warned = False
 
-    def voc(
-        self, out: list[Effect], now: Instant, policy: Policy | None, alarms: AlarmBook, ppb: int
-    ) -> None:
+    def voc(self, ctx: Step, ppb: int) -> None:
+        policy = ctx.policy
         if policy is None:
             self.voc_ppb = ppb
             return
         env = policy.environment
         if not 0 <= ppb <= env.voc_max_ppb:
             # A reading outside the sensor's physical range is a broken sensor, not a value.
-            alarms.raise_(
-                out, now, "sensor_fault", "voc", sensor="voc", detail="out_of_range", value=ppb
-            )
+            ctx.raise_("sensor_fault", "voc", sensor="voc", detail="out_of_range", value=ppb)
             return
-        self.seen(out, now, policy, alarms, "voc")
+        self.seen(ctx, policy, "voc")
         self.voc_ppb = ppb
         hold_ms = env.voc_hold_s * 1000
-        if not alarms.is_open("voc_high"):
+        if not ctx.alarms.is_open("voc_high"):
             if ppb >= env.voc_alarm_ppb and not self._raise_pending:
                 self._raise_pending = True
-                out.append(StartTimer(VOC_RAISE, now.mono_ms + hold_ms))
+                ctx.start(Timer.VOC_RAISE, hold_ms)
             elif ppb < env.voc_alarm_ppb and self._raise_pending:
                 self._raise_pending = False
-                out.append(CancelTimer(VOC_RAISE))
+                ctx.cancel(Timer.VOC_RAISE)
         elif ppb < env.voc_clear_ppb and not self._clear_pending:
             self._clear_pending = True
-            out.append(StartTimer(VOC_CLEAR, now.mono_ms + hold_ms))
+            ctx.start(Timer.VOC_CLEAR, hold_ms)
         elif ppb >= env.voc_clear_ppb and self._clear_pending:
             self._clear_pending = False
-            out.append(CancelTimer(VOC_CLEAR))
+            ctx.cancel(Timer.VOC_CLEAR)
         if not self._warned and ppb >= env.voc_warn_ppb:
             self._warned = True
-            out.append(
-                Emit("env.voc_warning", "warning", {"voc_ppb": ppb, "warn_ppb": env.voc_warn_ppb})
-            )
+            ctx.emit("env.voc_warning", "warning", {"voc_ppb": ppb, "warn_ppb": env.voc_warn_ppb})
         elif self._warned and ppb < env.voc_clear_ppb:
             self._warned = False
 
-    def timer(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, name: str
-    ) -> None:
-        env = policy.environment
-        voc = self.voc_ppb
-        if name == VOC_RAISE and self._raise_pending:
+    def voc_held_high(self, ctx: Step, policy: Policy) -> None:
+        """VOC_RAISE fired: still at or above the alarm level after voc_hold_s?"""
+        env, voc = policy.environment, self.voc_ppb
+        if self._raise_pending:
             self._raise_pending = False
             if voc is not None and voc >= env.voc_alarm_ppb:
-                alarms.raise_(out, now, "voc_high", voc_ppb=voc, alarm_ppb=env.voc_alarm_ppb)
-        elif name == VOC_CLEAR and self._clear_pending:
+                ctx.raise_("voc_high", voc_ppb=voc, alarm_ppb=env.voc_alarm_ppb)
+
+    def voc_held_low(self, ctx: Step, policy: Policy) -> None:
+        """VOC_CLEAR fired: still below the clear level after voc_hold_s?"""
+        env, voc = policy.environment, self.voc_ppb
+        if self._clear_pending:
             self._clear_pending = False
             if voc is not None and voc < env.voc_clear_ppb:
-                alarms.clear(out, "voc_high", voc_ppb=voc)
-        elif name.startswith("stale:"):
-            sensor = name.removeprefix("stale:")
-            last = self.last_seen.get(sensor)
-            if last is not None and now.mono_ms - last >= env.sensor_stale_s * 1000:
-                alarms.raise_(
-                    out,
-                    now,
-                    "sensor_fault",
-                    sensor,
-                    sensor=sensor,
-                    detail="silent",
-                    silent_s=(now.mono_ms - last) // 1000,
-                )
+                ctx.clear("voc_high", voc_ppb=voc)
 
-    def leak(self, out: list[Effect], now: Instant, alarms: AlarmBook, wet: bool) -> None:
+    def stale(self, ctx: Step, policy: Policy, sensor: str) -> None:
+        last, now = self.last_seen.get(sensor), ctx.now.mono_ms
+        if last is not None and now - last >= policy.environment.sensor_stale_s * 1000:
+            silent_s = (now - last) // 1000
+            ctx.raise_("sensor_fault", sensor, sensor=sensor, detail="silent", silent_s=silent_s)
+
+    def leak(self, ctx: Step, wet: bool) -> None:
         self.leak_wet = wet
         if wet:
-            alarms.raise_(out, now, "leak")
+            ctx.raise_("leak")
         else:
-            alarms.clear(out, "leak")
+            ctx.clear("leak")
 
-    def seen(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, sensor: str
-    ) -> None:
+    def seen(self, ctx: Step, policy: Policy, sensor: str) -> None:
         """A good reading: the sensor is alive; restart its silence timer."""
-        self.last_seen[sensor] = now.mono_ms
-        alarms.clear(out, "sensor_fault", sensor, sensor=sensor)
-        out.append(
-            StartTimer(f"stale:{sensor}", now.mono_ms + policy.environment.sensor_stale_s * 1000)
-        )
+        self.last_seen[sensor] = ctx.now.mono_ms
+        ctx.clear("sensor_fault", sensor, sensor=sensor)
+        ctx.start(Stale(sensor), policy.environment.sensor_stale_s * 1000)
 
     def freshness(self, now: Instant) -> dict[str, int]:
         return {s: (now.mono_ms - t) // 1000 for s, t in sorted(self.last_seen.items())}

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rules.command_args import Command
+from rules.timers import TimerKey
+
 ReaderName = Literal["A", "B"]
 SensorName = str  # "voc", "leak", "door", "scale:<slot>", ...
 
@@ -69,10 +72,16 @@ class SensorRecovered:
 
 
 @dataclass(frozen=True, slots=True)
-class SensorSilenced:
-    """Simulation only: the named simulated sensor stops reporting (DESIGN.md §4.6)."""
+class UplinkTrouble:
+    """The broker has refused publishes for a while (not authorised, quota): the record
+    is kept and retried, but someone should look at the broker's configuration."""
 
-    sensor: SensorName
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkRecovered:
+    """The broker takes the record again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +97,16 @@ class ReaderRecovered:
 
 @dataclass(frozen=True, slots=True)
 class CommandReceived:
-    """A command that has passed signature, device, expiry and nonce checks (or replay).
+    """A command that has passed signature, device, expiry and nonce checks (or replay),
+    its args already typed (rules.command_args); the rules check what it means now (is
+    that person pending, does that container exist)."""
 
-    `args` were validated by the downlink for shape; the rules check meaning (is that
-    person pending, does that container exist).
-    """
-
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
+    command: Command
     nonce: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.command.NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +126,7 @@ class PolicyLoaded:
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    name: str
+    key: TimerKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +182,8 @@ Input = (
     | TamperChanged
     | SensorFault
     | SensorRecovered
-    | SensorSilenced
+    | UplinkTrouble
+    | UplinkRecovered
     | ReaderFault
     | ReaderRecovered
     | CommandReceived

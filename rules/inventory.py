@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.policy import Policy
-from rules.alarms import AlarmBook
-from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
-
-
-def overdue_timer(container: str) -> str:
-    return f"overdue:{container}"
+from rules.effects import Instant
+from rules.step import Step
+from rules.timers import Overdue, Settle
 
 
 @dataclass
@@ -47,6 +44,8 @@ class Approval:
     persons: frozenset[str]
     until_ms: int
     nonce: str
+    by: str | None = None  # who approved (keeper or safety officer)
+    purpose: str | None = None  # what the content is for (用途)
 
 
 @dataclass
@@ -85,18 +84,16 @@ class MassLedger:
 
     # --- readings ----------------------------------------------------------------------
 
-    def reading(
-        self, out: list[Effect], now: Instant, policy: Policy, slot_no: int, mg: int
-    ) -> bool:
+    def reading(self, ctx: Step, policy: Policy, slot_no: int, mg: int) -> bool:
         """Feed one reading; True when it settled at once (settle_s = 0)."""
         slot = self.slots.setdefault(slot_no, Slot(slot_no, None, present=False))
         if slot.candidate is not None and abs(mg - slot.candidate) <= self.tolerance(policy, slot):
             return False
-        slot.candidate, slot.since_mono = mg, now.mono_ms
+        slot.candidate, slot.since_mono = mg, ctx.now.mono_ms
         if policy.inventory.settle_s == 0:
             slot.settled = mg
             return True
-        out.append(StartTimer(f"settle:{slot_no}", now.mono_ms + policy.inventory.settle_s * 1000))
+        ctx.start(Settle(slot_no), policy.inventory.settle_s * 1000)
         return False
 
     def settle(self, now: Instant, policy: Policy, slot_no: int) -> bool:
@@ -110,28 +107,24 @@ class MassLedger:
         slot.settled = slot.candidate
         return changed
 
-    def all_settled(self, now: Instant, policy: Policy) -> bool:
+    def all_settled(self) -> bool:
         return all(s.candidate is None or s.settled == s.candidate for s in self.slots.values())
 
     # --- outside a session -------------------------------------------------------------
 
-    def check_unattended(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, slot_no: int
-    ) -> None:
+    def check_unattended(self, ctx: Step, policy: Policy, slot_no: int) -> None:
         slot = self.slots[slot_no]
         if slot.settled is None:
             return
         subject = str(slot_no)
         if slot.container is None:
-            self._check_unknown_item(out, now, policy, alarms, slot)
+            self._check_unknown_item(ctx, policy, slot)
             return
         expected = slot.tare + slot.book if slot.present else 0
         if abs(slot.settled - expected) <= self.tolerance(policy, slot):
-            alarms.clear(out, "mass_unexplained", subject, slot=slot_no)
+            ctx.clear("mass_unexplained", subject, slot=slot_no)
         else:
-            alarms.raise_(
-                out,
-                now,
+            ctx.raise_(
                 "mass_unexplained",
                 subject,
                 slot=slot_no,
@@ -142,37 +135,23 @@ class MassLedger:
 
     # --- sessions ----------------------------------------------------------------------
 
-    def reconcile(
-        self,
-        out: list[Effect],
-        now: Instant,
-        policy: Policy,
-        alarms: AlarmBook,
-        session: SessionView,
-    ) -> None:
+    def reconcile(self, ctx: Step, policy: Policy, session: SessionView) -> None:
         for slot_no in sorted(self.slots):
             slot = self.slots[slot_no]
             gross = slot.gross
             if gross is None:
                 continue
             if slot.container is None:
-                self._check_unknown_item(out, now, policy, alarms, slot)
+                self._check_unknown_item(ctx, policy, slot)
                 continue
-            if alarms.is_open("mass_unexplained", str(slot_no)):
+            if ctx.alarms.is_open("mass_unexplained", str(slot_no)):
                 # A discrepancy from before the door opened is not the session's to book.
-                self.check_unattended(out, now, policy, alarms, slot_no)
+                self.check_unattended(ctx, policy, slot_no)
                 continue
-            self._reconcile_slot(out, now, policy, alarms, session, slot, gross)
+            self._reconcile_slot(ctx, policy, session, slot, gross)
 
     def _reconcile_slot(
-        self,
-        out: list[Effect],
-        now: Instant,
-        policy: Policy,
-        alarms: AlarmBook,
-        session: SessionView,
-        slot: Slot,
-        gross: int,
+        self, ctx: Step, policy: Policy, session: SessionView, slot: Slot, gross: int
     ) -> None:
         box = policy.container_by_id(slot.container or "")
         cas = box.cas if box else ""
@@ -182,26 +161,22 @@ class MassLedger:
             "slot": slot.slot,
             "container": slot.container,
         }
-        empty = self._is_empty(policy, slot, gross)
+        empty = self.is_empty(policy, slot, gross)
         if slot.present and empty:
             slot.present = False
-            slot.due_wall_ms = now.wall_ms + policy.inventory.return_within_s * 1000
-            out.append(Emit("inventory.removed", "info", dict(common)))
-            out.append(
-                StartTimer(
-                    overdue_timer(slot.container or ""),
-                    now.mono_ms + policy.inventory.return_within_s * 1000,
-                )
-            )
+            within_ms = policy.inventory.return_within_s * 1000
+            slot.due_wall_ms = ctx.now.wall_ms + within_ms
+            ctx.emit("inventory.removed", "info", dict(common))
+            ctx.start(Overdue(slot.container or ""), within_ms)
             return
         if not slot.present and empty:
             return
         if not slot.present:
             slot.present = True
             slot.due_wall_ms = None
-            out.append(Emit("inventory.restored", "info", dict(common)))
-            out.append(CancelTimer(overdue_timer(slot.container or "")))
-            alarms.clear(out, "overdue_return", slot.container or "", container=slot.container)
+            ctx.emit("inventory.restored", "info", dict(common))
+            ctx.cancel(Overdue(slot.container or ""))
+            ctx.clear("overdue_return", slot.container or "", container=slot.container)
             taken = slot.book - (gross - slot.tare)
         else:
             taken = slot.tare + slot.book - gross
@@ -210,17 +185,18 @@ class MassLedger:
         slot.book = max(slot.book - taken, 0)
         data: dict[str, Any] = {**common, "cas": cas, "amount_mg": abs(taken), "book_mg": slot.book}
         if taken < 0:
-            out.append(Emit("inventory.return", "info", data))
+            ctx.emit("inventory.return", "info", data)
             return
-        approval = self._take_approval(now, slot.container or "", session.persons)
+        approval = self._take_approval(ctx.now, slot.container or "", session.persons)
         data["approval"] = (
-            None if approval is None else {"nonce": approval.nonce, "max_mg": approval.max_mg}
+            None
+            if approval is None
+            else {"nonce": approval.nonce, "max_mg": approval.max_mg, "by": approval.by}
         )
-        out.append(Emit("inventory.withdrawal", "info", data))
+        data["purpose"] = None if approval is None else approval.purpose
+        ctx.emit("inventory.withdrawal", "info", data)
         if approval is not None and taken > approval.max_mg + self.tolerance(policy, slot):
-            alarms.raise_(
-                out,
-                now,
+            ctx.raise_(
                 "mass_mismatch",
                 f"{session.id}:{slot.container}",
                 container=slot.container,
@@ -229,12 +205,10 @@ class MassLedger:
                 approved_mg=approval.max_mg,
             )
 
-    def overdue(self, out: list[Effect], now: Instant, alarms: AlarmBook, container: str) -> None:
+    def overdue(self, ctx: Step, container: str) -> None:
         slot = next((s for s in self.slots.values() if s.container == container), None)
         if slot is not None and not slot.present:
-            alarms.raise_(
-                out, now, "overdue_return", container, container=container, slot=slot.slot
-            )
+            ctx.raise_("overdue_return", container, container=container, slot=slot.slot)
 
     def approve(self, approval: Approval) -> None:
         self.approvals.append(approval)
@@ -256,6 +230,26 @@ class MassLedger:
                 }
             )
         return rows
+
+    def count(self, policy: Policy, slot_no: int) -> dict[str, Any]:
+        """One slot of a stocktake: the settled content against the book."""
+        slot = self.slots[slot_no]
+        gross = slot.settled
+        measured = None if gross is None else max(gross - slot.tare, 0)
+        if not slot.present:  # out of its slot: the scale must read empty
+            ok = gross is not None and self.is_empty(policy, slot, gross)
+            diff = None
+        else:
+            diff = None if measured is None else measured - slot.book
+            ok = diff is not None and abs(diff) <= self.tolerance(policy, slot)
+        return {
+            "slot": slot_no,
+            "container": slot.container,
+            "measured_mg": measured,
+            "book_mg": slot.book,
+            "diff_mg": diff,
+            "ok": ok,
+        }
 
     # --- durable state ------------------------------------------------------------------
 
@@ -280,22 +274,29 @@ class MassLedger:
                     "persons": sorted(a.persons),
                     "until_ms": a.until_ms,
                     "nonce": a.nonce,
+                    "by": a.by,
+                    "purpose": a.purpose,
                 }
                 for a in self.approvals
             ],
         }
 
-    def restore(self, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+    def restore(self, ctx: Step, state: dict[str, Any]) -> None:
         for row in state["books"]:
             slot = Slot(row["slot"], row["container"], row["tare_mg"], row["book_mg"])
             slot.present, slot.due_wall_ms = row["present"], row["due_wall_ms"]
             self.slots[slot.slot] = slot
             if not slot.present and slot.due_wall_ms is not None:
-                at = now.mono_ms + slot.due_wall_ms - now.wall_ms
-                out.append(StartTimer(overdue_timer(slot.container or ""), at))
+                ctx.start(Overdue(slot.container or ""), slot.due_wall_ms - ctx.now.wall_ms)
         self.approvals = [
             Approval(
-                a["container"], a["max_mg"], frozenset(a["persons"]), a["until_ms"], a["nonce"]
+                a["container"],
+                a["max_mg"],
+                frozenset(a["persons"]),
+                a["until_ms"],
+                a["nonce"],
+                a.get("by"),
+                a.get("purpose"),
             )
             for a in state["approvals"]
         ]
@@ -308,21 +309,17 @@ class MassLedger:
         return max(inv.tolerance_mg, slot.book * inv.tolerance_pct // 100)
 
     @staticmethod
-    def _is_empty(policy: Policy, slot: Slot, gross: int) -> bool:
+    def is_empty(policy: Policy, slot: Slot, gross: int) -> bool:
         # The bottle alone weighs `tare`; below half of it (or the absolute tolerance
         # for very light bottles) the container is not on the scale.
         return gross <= max(policy.inventory.tolerance_mg, slot.tare // 2)
 
-    def _check_unknown_item(
-        self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook, slot: Slot
-    ) -> None:
+    def _check_unknown_item(self, ctx: Step, policy: Policy, slot: Slot) -> None:
         gross = slot.gross or 0
         if gross > policy.inventory.tolerance_mg:
-            alarms.raise_(
-                out, now, "unknown_item", str(slot.slot), slot=slot.slot, measured_mg=gross
-            )
+            ctx.raise_("unknown_item", str(slot.slot), slot=slot.slot, measured_mg=gross)
         else:
-            alarms.clear(out, "unknown_item", str(slot.slot), slot=slot.slot)
+            ctx.clear("unknown_item", str(slot.slot), slot=slot.slot)
 
     def _take_approval(
         self, now: Instant, container: str, persons: tuple[str, ...]

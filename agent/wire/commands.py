@@ -15,7 +15,16 @@ from agent.wire.encoding import WireError, reject_floats
 from agent.wire.signing import SigningKey, VerifyKey, check_signature, sign_document
 
 COMMAND_NAMES: Final = frozenset(
-    {"policy", "approve", "approve_withdrawal", "ack", "snapshot", "resend"}
+    {
+        "policy",
+        "approve",
+        "approve_withdrawal",
+        "ack",
+        "resolve",
+        "stocktake",
+        "snapshot",
+        "resend",
+    }
 )
 COMMAND_FIELDS: Final = frozenset(
     {"v", "device", "name", "nonce", "issued_at_ms", "expires_at_ms", "args", "sig"}

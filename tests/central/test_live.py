@@ -197,6 +197,10 @@ def test_commands_wait_for_the_verified_answer_and_ignore_a_forged_one(
             "p-1002",
             "--valid-for",
             "1h",
+            "--by",
+            "p-1003",
+            "--purpose",
+            "assay",
         ],
     )
     assert approved.exit_code == 0, approved.output

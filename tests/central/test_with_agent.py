@@ -522,6 +522,10 @@ def test_remote_commands_are_applied_or_refused_by_the_real_agent(rig: Rig) -> N
         "p-1002",
         "--valid-for",
         "1h",
+        "--by",
+        "p-1001",
+        "--purpose",
+        "permanganate titration",
         "--policy",
         str(policy),
     )

@@ -90,6 +90,8 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "approval_across_a_restart",
         "policy_kept_across_a_restart",
         "session_does_not_absorb_a_discrepancy",
+        "discrepancy_resolved_by_two_persons",
+        "stocktake_by_two_persons",
     } <= names
 
 

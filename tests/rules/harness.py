@@ -12,6 +12,7 @@ from agent.outbox import Outbox
 from agent.wire import Envelope, SigningKey
 from config.loading import load_model
 from config.policy import Policy
+from drivers.scenario import command_input
 from rules import inputs as i
 from rules.cabinet import CabinetRules
 
@@ -116,7 +117,7 @@ class Cabinet:
         return self.feed(i.WeightReading(slot, mg))
 
     def command(self, name: str, **args: Any) -> Cabinet:
-        return self.feed(i.CommandReceived(name, args, f"n-{len(self.envelopes)}"))
+        return self.feed(command_input(name, args, f"n-{len(self.envelopes)}"))
 
     def open_with_pair(self, first: str = KEEPER, second: str = USER) -> Cabinet:
         return self.badge("A", first).badge("B", second)

@@ -9,6 +9,18 @@ def session(cab: Cabinet, t: float = 0) -> Cabinet:
     return cab.at(t).open_with_pair().at(t + 1).door("open")
 
 
+def settled(tmp_path) -> Cabinet:
+    return (
+        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
+    )
+
+
+def approve(cab: Cabinet, max_mg: int, persons: list[str], **more: str) -> Cabinet:
+    """An approve_withdrawal of the sodium cyanide, valid long enough for any test."""
+    args = {"container": "c-NaCN-01", "max_mg": max_mg, "until_ms": 2_000_000_000_000}
+    return cab.command("approve_withdrawal", persons=persons, **args, **more)
+
+
 def test_a_withdrawal_in_a_session_is_attributed_to_both_persons_and_the_books_move(tmp_path):
     cab = Cabinet(tmp_path, example_policy(), scales_report=True)
     cab.weight(NaCN_SLOT, NaCN_GROSS).at(6)
@@ -23,6 +35,7 @@ def test_a_withdrawal_in_a_session_is_attributed_to_both_persons_and_the_books_m
             "amount_mg": 25_000,
             "book_mg": 475_000,
             "approval": None,
+            "purpose": None,
         }
     ]
     assert cab.alarms_raised() == []
@@ -104,16 +117,7 @@ def test_weight_on_a_slot_with_no_container_is_an_unknown_item(tmp_path):
 
 
 def test_a_withdrawal_above_the_approved_amount_is_a_mismatch(tmp_path):
-    cab = (
-        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
-    )
-    cab.command(
-        "approve_withdrawal",
-        container="c-NaCN-01",
-        max_mg=10_000,
-        persons=["p-1001", "p-1002"],
-        until_ms=2_000_000_000_000,
-    )
+    cab = approve(settled(tmp_path), 10_000, ["p-1001", "p-1002"])
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 40_000).at(20).door("closed").at(30)
     withdrawal = cab.data("inventory.withdrawal")[0]
     assert withdrawal["approval"]["max_mg"] == 10_000
@@ -126,16 +130,7 @@ def test_a_withdrawal_above_the_approved_amount_is_a_mismatch(tmp_path):
 
 
 def test_a_withdrawal_within_the_approved_amount_and_tolerance_is_fine(tmp_path):
-    cab = (
-        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
-    )
-    cab.command(
-        "approve_withdrawal",
-        container="c-NaCN-01",
-        max_mg=10_000,
-        persons=["p-1001", "p-1002"],
-        until_ms=2_000_000_000_000,
-    )
+    cab = approve(settled(tmp_path), 10_000, ["p-1001", "p-1002"])
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 14_000).at(20).door("closed").at(30)
     assert cab.data("inventory.withdrawal")[0]["amount_mg"] == 14_000
     assert cab.alarms_raised() == []
@@ -151,16 +146,7 @@ def test_without_an_approval_on_record_a_withdrawal_is_recorded_not_alarmed(tmp_
 
 
 def test_an_ack_silences_a_mismatch_but_never_closes_it(tmp_path):
-    cab = (
-        Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
-    )
-    cab.command(
-        "approve_withdrawal",
-        container="c-NaCN-01",
-        max_mg=1_000,
-        persons=["p-1001"],
-        until_ms=2_000_000_000_000,
-    )
+    cab = approve(settled(tmp_path), 1_000, ["p-1001"])
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 40_000).at(20).door("closed").at(30)
     alarm = cab.data("alarm.raised")[0]["alarm"]
     cab.command("ack", alarm=alarm, by="p-1003", comment="seen")
@@ -180,3 +166,27 @@ def test_the_snapshot_command_reports_scale_and_books_per_slot(tmp_path):
     assert slots[3]["mass_mg"] == 500_000 and slots[3]["book_mg"] == 500_000
     assert slots[3]["container"] == "c-NaCN-01"
     assert cab.data("command.applied")[0]["name"] == "snapshot"
+
+
+def test_the_withdrawal_that_uses_an_approval_records_who_approved_it_and_what_for(tmp_path):
+    cab = approve(
+        settled(tmp_path),
+        30_000,
+        ["p-1001", "p-1002"],
+        by="p-1003",
+        purpose="cyanide leach assay, batch 7",
+    )
+    session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 25_000).at(20).door("closed").at(30)
+    withdrawal = cab.data("inventory.withdrawal")[0]
+    assert withdrawal["approval"]["by"] == "p-1003"
+    assert withdrawal["purpose"] == "cyanide leach assay, batch 7"
+
+
+def test_an_approval_by_a_user_or_for_an_unknown_person_is_refused(tmp_path):
+    cab = Cabinet(tmp_path, example_policy())
+    args = {"container": "c-NaCN-01", "max_mg": 1_000, "until_ms": 2_000_000_000_000}
+    cab.command("approve_withdrawal", persons=["p-1001"], by="p-1002", **args)
+    cab.command("approve_withdrawal", persons=["p-9999"], by="p-1003", **args)
+    cab.command("approve_withdrawal", persons=["p-1004"], by="p-1003", **args)
+    reasons = [d["reason"] for d in cab.data("command.rejected")]
+    assert reasons == ["role_requirement", "unknown_person", "not_authorized"]

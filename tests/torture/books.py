@@ -80,6 +80,10 @@ class Fold:
             self.books[data["container"]] += sign * data["amount_mg"]
             assert data["book_mg"] == self.books[data["container"]], f"{where}: books differ"
             assert len(set(data["persons"])) == 2, f"{where}: not two persons"
+        elif kind == "inventory.adjusted" and data["container"] is not None:
+            assert data["book_before_mg"] == self.books[data["container"]], f"{where}: before"
+            self.books[data["container"]] += data["delta_mg"]
+            assert data["book_after_mg"] == self.books[data["container"]], f"{where}: after"
         elif kind == "inventory.removed":
             assert self.present[data["container"]], f"{where}: removed twice"
             self.present[data["container"]] = False

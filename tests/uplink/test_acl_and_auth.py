@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rules.inputs import SensorFault, SensorRecovered
+from rules.inputs import UplinkRecovered, UplinkTrouble
 from tests.support.broker import DEVICE_ACL
 from tests.uplink.rig import broker_config, draft, make_rig, topic, wait_until
 
@@ -42,10 +42,12 @@ def test_refused_events_stay_unsent_warn_and_go_out_once_the_acl_is_fixed(
         )
         refused = {e.seq for e in sent if e.type == "env.reading"}
         wait_until(
-            lambda: any(isinstance(i, SensorFault) for i in rig.inputs()), 10, "the uplink warning"
+            lambda: any(isinstance(i, UplinkTrouble) for i in rig.inputs()),
+            10,
+            "the uplink warning",
         )
-        fault = next(i for i in rig.inputs() if isinstance(i, SensorFault))
-        assert fault.sensor == "uplink" and fault.detail.startswith("publish_not_authorized")
+        fault = next(i for i in rig.inputs() if isinstance(i, UplinkTrouble))
+        assert fault.detail.startswith("publish_not_authorized")
         assert {e.seq for e in rig.outbox.unsent()} == refused  # not marked, nothing lost
         got = {json.loads(m.payload)["seq"] for m in rec.snapshot()}
         assert got == {e.seq for e in sent} - refused
@@ -57,7 +59,7 @@ def test_refused_events_stay_unsent_warn_and_go_out_once_the_acl_is_fixed(
         broker.restart(graceful=True)
         wait_until(lambda: rig.outbox.stats().unsent == 0, 15, "refused events delivered")
         wait_until(
-            lambda: any(isinstance(i, SensorRecovered) for i in rig.inputs()),
+            lambda: any(isinstance(i, UplinkRecovered) for i in rig.inputs()),
             5,
             "the warning cleared",
         )

@@ -18,6 +18,7 @@ from agent.commands import (
 )
 from agent.nonces import NonceStore
 from config.policy import Policy
+from rules.command_args import Ack, parse_command
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 
 DEVICE = "cab-1"
@@ -90,7 +91,7 @@ def test_an_older_policy_still_passes_the_verifier_the_rules_judge_the_version(v
 )
 def test_each_valid_command_reaches_the_core(verifier, name, args):
     verdict = verifier.check(TOPIC + name, command(name, args), NOW)
-    assert verdict == CommandReceived(name=name, args=args, nonce="n-1")
+    assert verdict == CommandReceived(parse_command(name, args), nonce="n-1")
 
 
 def test_a_replayed_command_is_refused_even_after_a_restart(tmp_path):
@@ -277,4 +278,6 @@ def test_numbers_out_of_range_and_bad_people_fields_are_refused_not_crashes(
 def test_an_ack_carries_who_and_why_to_the_rules(verifier):
     args = {"alarm": "A1-1", "by": "p-1001", "comment": "扫描确认 fume hood on"}
     verdict = verifier.check(TOPIC + "ack", command("ack", args), NOW)
-    assert verdict == CommandReceived(name="ack", args=args, nonce="n-1")
+    assert verdict == CommandReceived(
+        Ack(alarm="A1-1", by="p-1001", comment=args["comment"]), "n-1"
+    )

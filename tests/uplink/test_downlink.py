@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent import wire
 from agent.commands import CommandVerifier, load_persisted_policy, persist_policy
 from agent.uplink import Uplink
+from rules.command_args import Ack
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 from tests.support.broker import DEVICE_ACL, Broker
 from tests.uplink.rig import DEVICE, Rig, broker_config, draft, make_rig, topic, wait_until
@@ -151,7 +152,7 @@ def test_a_command_sent_while_the_agent_is_offline_arrives_when_it_reconnects(
         )
         back.start()
         wait_until(lambda: len(rig.inputs()) == 1, 10, "the queued command")
-        assert rig.inputs()[0] == CommandReceived("ack", {"alarm": "a-9"}, "while-offline")
+        assert rig.inputs()[0] == CommandReceived(Ack(alarm="a-9"), "while-offline")
         back.stop(timeout=5)
     finally:
         centre.close()

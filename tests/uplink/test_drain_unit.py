@@ -14,7 +14,7 @@ from agent import wire
 from agent.backoff import RefusalTracker
 from agent.drain import MARK_BATCH, MARK_EVERY_S, PAGE, URGENT_EXTRA, Drain
 from agent.outbox import Stored
-from rules.inputs import SensorFault, SensorRecovered
+from rules.inputs import UplinkRecovered, UplinkTrouble
 
 NOT_AUTHORIZED = "Not authorized"
 
@@ -258,12 +258,11 @@ def test_persistent_refusals_raise_a_sensor_fault_once_and_recover_once_accepted
         news.append(drain.refusal_news(now))
         now += 1.0
     faults = [n for n in news if n is not None]
-    assert len(faults) == 1 and isinstance(faults[0], SensorFault)
-    assert faults[0].sensor == "uplink"
+    assert len(faults) == 1 and isinstance(faults[0], UplinkTrouble)
     assert faults[0].detail.startswith("publish_not_authorized: 1 events refused")
     drain.pump(now, link.publish)
     answer(drain, link, now)
-    assert drain.refusal_news(now) == SensorRecovered(sensor="uplink")
+    assert drain.refusal_news(now) == UplinkRecovered()
     assert drain.refusal_news(now + 5) is None
 
 
