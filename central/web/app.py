@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from central.store.store import StoreUnavailable
 from central.web import actions, api, live, pages, signin
 from central.web.auth import NotSignedIn
 from central.web.i18n import Words, pick_language
@@ -113,17 +114,19 @@ def _errors(app: FastAPI) -> None:
             return JSONResponse({"error": message}, status_code=422)
         return pages.error_page(request, 422, message)
 
+    @app.exception_handler(StoreUnavailable)
+    async def database_down(request: Request, error: Exception) -> Response:
+        # the database being away is a known condition of the centre, not a bug: say so
+        request.app.state.log.warning("web.database_down", path=request.url.path, error=str(error))
+        message = "the database is not answering; try again in a moment"
+        if _wants_json(request):
+            return JSONResponse({"error": message}, status_code=503)
+        return pages.error_page(request, 503, message, signed_in=False)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        # The store's database being away is a known condition, not a bug: say so.
-        # (Checked by module so the web layer needs no import of the store's driver.)
-        down = type(error).__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg")
         request.app.state.log.error(
-            "web.database_down" if down else "web.unexpected_error",
-            path=request.url.path,
-            error=type(error).__name__,
-            exc_info=not down,
+            "web.unexpected_error", path=request.url.path, error=type(error).__name__,
+            exc_info=True,
         )
-        if down:
-            return JSONResponse({"error": "the database is not answering; try again"}, 503)
         return JSONResponse({"error": "internal error (logged); nothing was changed"}, 500)

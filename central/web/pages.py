@@ -36,8 +36,9 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def error_page(request: Request, status: int, message: str) -> Response:
-    who = from_request(request, _store(request))
+def error_page(request: Request, status: int, message: str, signed_in: bool = True) -> Response:
+    # with the database away, who is asking cannot be looked up (a bearer token) either
+    who = from_request(request, _store(request)) if signed_in else None
     return render(request, "error.html", who, status_code=status, status=status, message=message)
 
 

@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from central.store.store import StoreUnavailable
+
 
 @dataclass(frozen=True)
 class User:
@@ -98,8 +100,10 @@ class LedgerRow:
 
 @dataclass(frozen=True)
 class DailyRow:
+    day: datetime.date
     device: str
     container: str
+    name: str | None
     opening_mg: int
     withdrawn_mg: int
     returned_mg: int
@@ -171,7 +175,7 @@ class MemoryRecord:
     # -- the store's read API --
     def _up(self) -> None:
         if self.down:
-            raise ConnectionError("database unreachable")
+            raise StoreUnavailable("database unavailable: connection refused")
 
     def check_password(self, login: str, password: str) -> User | None:
         found = self.users.get(login)

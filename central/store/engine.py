@@ -1,0 +1,99 @@
+"""Connecting to the store's database: one URL, two backends, the same transactions.
+
+- SQLite (`sqlite:////abs/path/central.db`): WAL, `synchronous=FULL` (a committed event
+  survives a power cut: it is acknowledged to the broker only after the commit), a busy
+  timeout, and `BEGIN IMMEDIATE` for every transaction so that several `serve`
+  processes on one file serialise their writes up front instead of failing to upgrade a
+  read lock half way through.
+- PostgreSQL (`postgresql://...`, driven by psycopg 3): READ COMMITTED; writers that
+  touch one device's projections lock its `cabinets` row first (`FOR UPDATE`), always
+  in device order, so concurrent processes neither interleave nor deadlock.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Mapping
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from central.errors import EX_CONFIG, CentralError
+
+MIGRATION_LOCK = 0x0CAB1E7  # pg_advisory_xact_lock key: one migrating process at a time
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise CentralError(f"database url {url!r} is not a URL", EX_CONFIG) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise CentralError("database url: SQLite needs a file (sqlite:////abs/path.db)")
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        _sqlite_transactions(engine)
+        return engine
+    if backend == "postgresql":
+        # psycopg 3 whatever driver the URL named (or none): one driver, one behaviour.
+        engine = create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+        return engine
+    raise CentralError(
+        f"database url {url!r}: only sqlite:// and postgresql:// are supported", EX_CONFIG
+    )
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    # pysqlite's own transaction handling starts transactions lazily and as DEFERRED;
+    # take it over (SQLAlchemy's documented recipe) so every transaction is IMMEDIATE.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
+    """Insert one row unless its primary key (or a unique key) is taken; True if inserted."""
+    dialect = postgresql if is_postgres(conn) else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    # rowcount is -1 on psycopg for this statement: ask for the inserted key instead.
+    key = next(iter(table.primary_key.columns))
+    return conn.execute(stmt.returning(key)).first() is not None
+
+
+def upsert(conn: Connection, table: Table, values: Mapping[str, Any], keys: list[str]) -> None:
+    """Insert one row, or update its non-key columns where the primary key exists."""
+    dialect = postgresql if is_postgres(conn) else sqlite
+    stmt = dialect.insert(table).values(**values)
+    changes = {k: stmt.excluded[k] for k in values if k not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent; safe from several processes)."""
+    config = Config()
+    location = importlib.resources.files("central.store") / "migrations"
+    config.set_main_option("script_location", str(location))
+    with engine.begin() as conn:
+        if is_postgres(conn):
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
