@@ -139,7 +139,8 @@
     document.querySelectorAll("time[data-expires]").forEach((el) => {
       const left = Math.max(0, Math.round((Number(el.dataset.expires) - Date.now()) / 1000));
       el.dataset.left = String(left);
-      el.title = left + " s";
+      const shown = el.querySelector(".left");
+      if (shown) shown.textContent = left + (el.dataset.unit || " s");
       el.classList.toggle("expired", left === 0);
     });
   }, 1000);
