@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from central.errors import CentralError
 from central.web import roles
 from central.web.auth import SignedIn, check_csrf, from_request
 from central.web.command_args import ARGS, BadArgs, checked_args
@@ -231,6 +232,11 @@ async def send_command(
         answer = await run_in_threadpool(gateway.send, device, name, args, who.person, timeout_s)
     except LookupError as error:  # the gateway's UnknownDevice: registry and record disagree
         raise HTTPException(404, f"unknown device {device!r}: {error}") from None
+    except CentralError as error:  # not sent (broker away) or could not be signed
+        request.app.state.log.warning(
+            "command.not_sent", device=device, command=name, error=error.message
+        )
+        raise HTTPException(503, f"not sent to the cabinet: {error.message}") from None
     return {"result": answer.result, "reason": answer.reason, "seq": answer.seq}
 
 

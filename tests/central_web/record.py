@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from central.errors import CentralError
 from central.store.store import StoreUnavailable
 
 
@@ -250,10 +251,13 @@ class RecordingGateway:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.answer = CommandAnswer("applied", None, 42)
+        self.broker_down = False
 
     def send(
         self, device: str, name: str, args: dict[str, Any], by: str, timeout_s: float = 10
     ) -> CommandAnswer:
+        if self.broker_down:
+            raise CentralError(f"command {name!r} to {device}: broker unreachable")
         self.sent.append(
             {"device": device, "name": name, "args": args, "by": by, "timeout_s": timeout_s}
         )

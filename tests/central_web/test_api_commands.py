@@ -178,3 +178,10 @@ def test_a_session_caller_must_prove_the_request_came_from_the_console(make_clie
 def test_commands_need_a_login(make_client, gateway):
     assert make_client().post(ACK, json={"alarm": "A3-1"}).status_code == 401
     assert gateway.sent == []
+
+
+def test_a_command_the_broker_never_took_is_503_and_says_so(make_client, gateway):
+    gateway.broker_down = True
+    answer = make_client("wang", token=True).post(ACK, json={"alarm": "A3-1"})
+    assert answer.status_code == 503
+    assert "broker unreachable" in answer.json()["error"]
