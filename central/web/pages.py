@@ -53,7 +53,6 @@ def fleet(request: Request) -> Response:
         cabinets=store.cabinets(),
         pending=store.pending_approvals(_now_ms()),
         quarantined=store.quarantine(),
-        now_ms=_now_ms(),
     )
 
 
@@ -117,13 +116,8 @@ def cabinet(request: Request, device: str) -> Response:
 @router.get("/approvals", response_class=HTMLResponse)
 def approvals(request: Request) -> Response:
     who = page_user(request)
-    now_ms = _now_ms()
     return render(
-        request,
-        "approvals.html",
-        who,
-        pending=_store(request).pending_approvals(now_ms),
-        now_ms=now_ms,
+        request, "approvals.html", who, pending=_store(request).pending_approvals(_now_ms())
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import Request
@@ -54,5 +55,6 @@ def render(
         zone_name=settings.time_zone,
         path=request.url.path,
         flash=request.session.pop("flash", None),
+        now_ms=int(time.time() * 1000),
     )
     return templates.TemplateResponse(request, template, context, status_code=status_code)

@@ -24,6 +24,7 @@ from tests.central_web.record import (
     RecordingGateway,
     SessionRow,
 )
+from tests.support.fixtures import broker_certs, make_broker  # noqa: F401
 
 SECRET = "test-secret-key-0123456789"
 DEVICE = "cab-chem-0042"
