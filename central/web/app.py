@@ -26,9 +26,14 @@ from central.web.i18n import Words, pick_language
 from central.web.limits import BodyLimit
 from central.web.ports import ConsoleStore, Gateway
 from central.web.settings import WebSettings
+from central.web.throttle import SignInThrottle
 
 HERE = Path(__file__).parent
 LANGUAGE_COOKIE = "lang"
+CONTENT_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def create_app(store: ConsoleStore, gateway: Gateway, settings: WebSettings) -> FastAPI:
@@ -47,6 +52,7 @@ def create_app(store: ConsoleStore, gateway: Gateway, settings: WebSettings) -> 
     app.state.settings = settings
     app.state.log = structlog.get_logger("central.web")
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    app.state.throttle = SignInThrottle()
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
@@ -68,6 +74,8 @@ def create_app(store: ConsoleStore, gateway: Gateway, settings: WebSettings) -> 
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # only the centre's own script and styles: an injected tag cannot run or phone home
+        response.headers.setdefault("Content-Security-Policy", CONTENT_POLICY)
         return response
 
     _errors(app)

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from central.web.auth import check_csrf, from_request, sign_in, sign_out
 from central.web.render import render
 from central.web.settings import LANGUAGES
+from central.web.throttle import SignInThrottle
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,12 +38,22 @@ async def login(
 ) -> Response:
     check_csrf(request, None, csrf)
     store = request.app.state.store
+    throttle: SignInThrottle = request.app.state.throttle
+    wait_s = throttle.wait_s(username)
+    if wait_s:
+        request.app.state.log.warning("console.sign_in_throttled", login=username[:64])
+        return render(
+            request, "login.html", None, status_code=429, next=safe_next(next), failed=False,
+            wait_s=wait_s,
+        )
     user = await run_in_threadpool(store.check_password, username, password) if username else None
     if user is None:
+        throttle.failed(username)
         request.app.state.log.info("console.sign_in_failed", login=username[:64])
         return render(
             request, "login.html", None, status_code=401, next=safe_next(next), failed=True
         )
+    throttle.succeeded(username)
     sign_in(request, user.login, user.person, user.role)
     request.app.state.log.info("console.signed_in", login=user.login, role=user.role)
     return RedirectResponse(safe_next(next), status_code=303)

@@ -212,3 +212,22 @@ def test_static_files_are_served_by_the_centre_itself(make_client):
     assert "@media print" in client.get("/static/console.css").text
     html = make_client("wang").get("/").text
     assert "http://" not in html and "https://" not in html  # nothing from a CDN
+
+
+def test_five_wrong_passwords_make_that_login_wait_even_with_the_right_one(make_client):
+    client = make_client()
+    for _ in range(5):
+        assert sign_in(client, "wang", "guess").status_code == 401
+    refused = sign_in(client, "wang", PASSWORD)
+    assert refused.status_code == 429
+    assert "密码错误次数过多" in refused.text
+    assert client.get("/", follow_redirects=False).status_code == 303
+    # another account is not held up by the guesses against this one
+    assert sign_in(client, "zhang", PASSWORD).status_code == 303
+
+
+def test_pages_allow_only_the_centres_own_scripts(make_client):
+    answer = make_client("wang").get("/alarms")
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "onclick=" not in answer.text

@@ -134,6 +134,9 @@
   }
   wireForms();
 
+  // ---- print buttons (no inline handlers: the page's CSP allows only this script) ----
+  document.querySelectorAll('[data-action="print"]').forEach((b) => b.addEventListener("click", () => window.print()));
+
   // ---- approvals: seconds left before a waiting badge expires ----
   setInterval(() => {
     document.querySelectorAll("time[data-expires]").forEach((el) => {
