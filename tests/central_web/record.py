@@ -35,6 +35,7 @@ class Cabinet:
     open_alarms: int = 0
     last_heartbeat_ms: int | None = None
     outbox_unsent: int | None = 0
+    missing: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

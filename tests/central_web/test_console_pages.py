@@ -231,3 +231,11 @@ def test_pages_allow_only_the_centres_own_scripts(make_client):
     policy = answer.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert "onclick=" not in answer.text
+
+
+def test_a_gap_in_a_cabinets_record_is_said_on_its_page(make_client, record):
+    import dataclasses
+
+    record.cabinet_rows[0] = dataclasses.replace(record.cabinet_rows[0], missing=((12, 15),))
+    html = make_client("audit").get(f"/cabinets/{DEVICE}").text
+    assert "记录有缺口" in html and "#12–#15" in html
