@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 
 from central.errors import EX_CONFIG, CentralError
 
+READ_ONLY = "cabinet_read_only"  # execution option: a transaction that only reads
 MIGRATION_LOCK = 0x0CAB1E7  # pg_advisory_xact_lock key: one migrating process at a time
 
 
@@ -63,7 +64,12 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (the console, the API) take no write lock: WAL lets them read a
+        # consistent snapshot while a writer commits.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_postgres(conn: Connection) -> bool:

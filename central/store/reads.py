@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
@@ -63,20 +64,35 @@ class Names:
         return found[0] if found else None
 
 
-def _first_gap(
-    conn: Connection, device: str, projected: int, top: int, status_last: int | None
+def missing_ranges(
+    conn: Connection,
+    device: str,
+    projected: int,
+    top: int,
+    status_last: int | None,
+    limit: int = 100,
 ) -> tuple[tuple[int, int], ...]:
+    """Seq ranges after the projected head that are not stored (up to `limit` of them)."""
+    out: list[tuple[int, int]] = []
     if top > projected:
-        above = conn.execute(
-            select(func.min(events.c.seq)).where(
-                and_(events.c.device == device, events.c.seq > projected)
-            )
-        ).scalar()
-        if above is not None and above > projected + 1:
-            return ((projected + 1, int(above) - 1),)
-    if status_last is not None and status_last > max(top, projected):
-        return ((max(top, projected) + 1, status_last),)
-    return ()
+        seq = events.c.seq
+        before = func.lag(seq).over(order_by=seq).label("before")
+        inner = (
+            select(seq.label("seq"), before)
+            .where(and_(events.c.device == device, seq > projected))
+            .subquery()
+        )
+        rows = conn.execute(
+            select(inner.c.seq, inner.c.before)
+            .where(func.coalesce(inner.c.before, projected) < inner.c.seq - 1)
+            .order_by(inner.c.seq)
+            .limit(limit)
+        )
+        for after, prior in rows:
+            out.append(((prior if prior is not None else projected) + 1, int(after) - 1))
+    if status_last is not None and status_last > max(top, projected) and len(out) < limit:
+        out.append((max(top, projected) + 1, status_last))
+    return tuple(out)
 
 
 def cabinets_(conn: Connection) -> list[Cabinet]:
@@ -101,7 +117,7 @@ def cabinets_(conn: Connection) -> list[Cabinet]:
                 open_alarms=int(open_counts.get(r.device, 0)),
                 last_heartbeat_ms=r.last_heartbeat_ms,
                 outbox_unsent=r.outbox_unsent,
-                missing=_first_gap(
+                missing=missing_ranges(
                     conn, r.device, int(r.projected_seq), int(r.top_seq), r.status_last_seq
                 ),
             )
@@ -281,3 +297,29 @@ def person_name(conn: Connection, device: str, person: str) -> str | None:
     ).all()
     exact = [name for d, name in row if d == device]
     return exact[0] if exact else (row[0].name if row else None)
+
+
+def top_seq(conn: Connection, device: str) -> int:
+    value = conn.execute(select(func.max(events.c.seq)).where(events.c.device == device)).scalar()
+    return int(value or 0)
+
+
+def command_answer(
+    conn: Connection, device: str, nonce: str, types: Sequence[str], after_seq: int
+) -> tuple[str, int, dict[str, Any]] | None:
+    rows = conn.execute(
+        select(events.c.type, events.c.seq, events.c.payload)
+        .where(
+            and_(
+                events.c.device == device,
+                events.c.seq > after_seq,
+                events.c.type.in_(list(types)),
+            )
+        )
+        .order_by(events.c.seq)
+    )
+    for kind, seq, payload in rows:
+        data = json.loads(payload)["data"]
+        if isinstance(data, dict) and data.get("nonce") == nonce:
+            return str(kind), int(seq), data
+    return None

@@ -22,7 +22,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from central.errors import CentralError
 from central.projections.advance import advance
 from central.store import people, reads
-from central.store.engine import insert_ignore, make_engine, migrate, upsert
+from central.store.engine import READ_ONLY, insert_ignore, make_engine, migrate, upsert
+from central.store.gaps import ResendAsk, due_resends
 from central.store.recording import Presence, Rejected, Verified, record_batch
 from central.store.records import (
     Alarm,
@@ -76,6 +77,7 @@ class Store:
                 with self._engine.begin() as conn:
                     return work(conn)
             with self._engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY: True})
                 result = work(conn)
                 conn.rollback()
                 return result
@@ -251,6 +253,28 @@ class Store:
             return total
 
         return self._run(everything)
+
+    def due_resends(
+        self, now_ms: int, *, grace_ms: int, retry_ms: int, max_range: int
+    ) -> list[ResendAsk]:
+        """Missing ranges to ask the cabinets for now (see gaps.py); each asked by one process."""
+        return self._run(
+            lambda c: due_resends(
+                c, now_ms, grace_ms=grace_ms, retry_ms=retry_ms, max_range=max_range
+            )
+        )
+
+    def head_seq(self, device: str) -> int:
+        """The highest stored seq of a device (0 if none)."""
+        return self._run(lambda c: reads.top_seq(c, device), write=False)
+
+    def command_answer(
+        self, device: str, nonce: str, types: Sequence[str], after_seq: int
+    ) -> tuple[str, int, dict[str, Any]] | None:
+        """The stored (verified) answer of a device to the command with this nonce."""
+        return self._run(
+            lambda c: reads.command_answer(c, device, nonce, types, after_seq), write=False
+        )
 
     def connection(self) -> Any:
         """A transaction for the ingest's own bookkeeping (gap requests); context manager."""

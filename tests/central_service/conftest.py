@@ -13,6 +13,7 @@ from central.store import Store
 from central.store.recording import Presence, Rejected, Verified
 from tests.central.cabinet import FakeCabinet
 from tests.central_service.postgres import PostgresCluster
+from tests.support.fixtures import broker_certs, make_broker  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,156 @@
+"""The ingest loop: take what the broker delivered, judge it, store it, then acknowledge.
+
+One thread per `serve` process drains the client's queue in batches (up to `batch`
+messages, or whatever arrived within a few milliseconds), judges each message
+(verifying.judge), records the batch in one transaction (store.record) and only then
+acknowledges the batch's messages to the broker. If the database is unavailable the
+batch is kept and retried (with backoff, the process says `database: down`) and nothing
+is acknowledged: killing the process at any instant loses nothing it acknowledged.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from central.ingest.client import Incoming, IngestClient
+from central.ingest.verifying import judge
+from central.registry import Device
+from central.store import Store
+from central.store.recording import QUARANTINED, STORED, Presence, Rejected, Verified
+from central.store.store import StoreUnavailable
+
+log = structlog.get_logger("central.ingest")
+GATHER_S = 0.005  # a batch waits this long for more messages: ~nothing for a lone alarm
+
+
+@dataclass
+class Counters:
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    failures: int = 0
+
+
+class Ingest:
+    def __init__(
+        self,
+        client: IngestClient,
+        store: Store,
+        devices: Callable[[], Mapping[str, Device]],
+        *,
+        batch: int = 500,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.devices = devices
+        self.batch = batch
+        self.counters = Counters()
+        self.database_ok = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _gather(self) -> list[Incoming]:
+        try:
+            first = self.client.messages.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + GATHER_S
+        while len(batch) < self.batch:
+            try:
+                batch.append(self.client.messages.get_nowait())
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self._gather()
+            if not messages:
+                continue
+            try:
+                self.handle(messages)
+            except Exception:  # a bug must not stop the ingest; unacknowledged = asked again
+                self.counters.failures += 1
+                log.exception("ingest.batch_failed", messages=len(messages))
+
+    def handle(self, messages: list[Incoming]) -> None:
+        now_ms = int(time.time() * 1000)
+        devices = self.devices()
+        verified: list[Verified] = []
+        rejected: list[Rejected] = []
+        presence: list[Presence] = []
+        for message in messages:
+            item = judge(message.topic, message.payload, devices, now_ms)
+            if isinstance(item, Verified):
+                verified.append(item)
+            elif isinstance(item, Presence):
+                presence.append(item)
+            else:
+                rejected.append(item)
+        outcomes = self._record(verified, rejected, presence)
+        if outcomes is None:
+            return  # stopping with the database down: nothing acknowledged
+        for message in messages:
+            self.client.ack(message)
+        self._count(verified, outcomes, rejected)
+
+    def _record(
+        self, verified: list[Verified], rejected: list[Rejected], presence: list[Presence]
+    ) -> list[str] | None:
+        delay = 0.1
+        while True:
+            try:
+                outcomes = self.store.record(verified, rejected, presence)
+            except StoreUnavailable as exc:
+                if self.database_ok:
+                    log.error("database.down", error=exc.message, held=len(verified))
+                self.database_ok = False
+                if self._stop.wait(delay):
+                    return None
+                delay = min(delay * 2, 5.0)
+                continue
+            if not self.database_ok:
+                log.info("database.back")
+            self.database_ok = True
+            return outcomes
+
+    def _count(
+        self, verified: list[Verified], outcomes: list[str], rejected: list[Rejected]
+    ) -> None:
+        self.counters.batches += 1
+        for item, outcome in zip(verified, outcomes, strict=True):
+            if outcome == STORED:
+                self.counters.stored += 1
+            elif outcome == QUARANTINED:
+                self.counters.quarantined += 1
+                log.warning(
+                    "quarantined",
+                    device=item.env["device"],
+                    seq=item.env["seq"],
+                    reason="chain or fork (see the quarantine)",
+                )
+            else:
+                self.counters.duplicates += 1
+        for bad in rejected:
+            self.counters.quarantined += 1
+            # loud, but never the payload itself: it may be an attacker's text
+            log.warning(
+                "quarantined", device=bad.device, seq=bad.seq, reason=bad.reason, topic=bad.topic
+            )
