@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,7 +52,13 @@ def create_app(store: ConsoleStore, gateway: Gateway, settings: WebSettings) -> 
     app.state.gateway = gateway
     app.state.settings = settings
     app.state.log = structlog.get_logger("central.web")
-    app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    # a missing value (a container the policy never named) prints as nothing, not "None"
+    pages_env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        finalize=lambda value: "" if value is None else value,
+    )
+    app.state.templates = Jinja2Templates(env=pages_env)
     app.state.throttle = SignInThrottle()
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

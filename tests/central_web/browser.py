@@ -8,6 +8,8 @@ test-artifacts/screenshots/ (gitignored): look at them.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import socket
 import threading
@@ -53,6 +55,15 @@ def screenshot(page: Any, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def export_ledger(page: Any) -> list[list[str]]:
+    """Click the ledger's CSV export; the downloaded file as a spreadsheet would read it."""
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf"), "no UTF-8 byte-order mark: Excel would read GBK"
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
 
 
 class AppServer:

@@ -7,8 +7,6 @@ broker and `cabinet-central serve` is test_browser_end_to_end.py.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from central.web.app import create_app
 from central.web.settings import WebSettings
 from tests.central.cabinet import FakeCabinet
 from tests.central_service.conftest import Feed
-from tests.central_web.browser import AppServer, launch_chromium, screenshot
+from tests.central_web.browser import AppServer, export_ledger, launch_chromium, screenshot
 from tests.central_web.conftest import SECRET
 from tests.central_web.record import RecordingGateway
 from tests.central_web.test_api_over_the_store import POLICY, a_withdrawal_and_an_alarm
@@ -104,7 +102,7 @@ def test_a_new_alarm_appears_within_a_second_with_a_sound(page, console):
     sign_in(page, console, "wang")
     page.goto(f"{console.server.url}/alarms")
     page.wait_for_selector(f'[data-alarm="{DEVICE}/A1-1"]')
-    page.wait_for_function("document.getElementById('live-state').className.includes('ok')")
+    page.wait_for_selector("#live-state.ok")  # the live stream is connected
     raised = time.monotonic()
     console.emit("alarm.raised", {"alarm": "A1-2", "kind": "mass_unexplained"})
     page.wait_for_selector(f'[data-alarm="{DEVICE}/A1-2"]', timeout=1000)
@@ -147,11 +145,7 @@ def test_the_ledger_export_downloads_the_withdrawal_in_chinese(page, console):
     page.goto(f"{console.server.url}/ledger?since=2026-11-22&until=2026-11-22")
     assert "12.500 g" in page.inner_text("table")
     screenshot(page, "ledger")
-    with page.expect_download() as download:
-        page.click("#export-csv")
-    data = Path(download.value.path()).read_bytes()
-    assert data.startswith(b"\xef\xbb\xbf")
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    rows = export_ledger(page)
     assert any(r[2] == "领用" and r[4] == "氰化钠" and r[6] == "12.500" for r in rows[1:])
 
 
