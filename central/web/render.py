@@ -1,0 +1,60 @@
+"""Rendering one console page: the words, times, masses and names every template uses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from central.web import roles
+from central.web.auth import NotSignedIn, SignedIn, csrf_token, from_request
+from central.web.i18n import Words
+from central.web.ports import ConsoleStore
+from central.web.present import Names, grams, local_time
+from central.web.settings import WebSettings
+
+
+def page_user(request: Request) -> SignedIn:
+    """The signed-in person of a console page; otherwise the sign-in page (via NotSignedIn)."""
+    who = from_request(request, request.app.state.store)
+    if who is None:
+        raise NotSignedIn
+    return who
+
+
+def flash(request: Request, kind: str, text: str) -> None:
+    """A one-line result shown once on the next page (e.g. the cabinet's answer)."""
+    request.session["flash"] = {"kind": kind, "text": text}
+
+
+def render(
+    request: Request,
+    template: str,
+    who: SignedIn | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    store: ConsoleStore = request.app.state.store
+    settings: WebSettings = request.app.state.settings
+    templates: Jinja2Templates = request.app.state.templates
+    words: Words = request.state.words
+    zone = settings.zone
+    context.update(
+        who=who,
+        say=words.say,
+        word=words.word,
+        lang=words.language,
+        csrf=csrf_token(request),
+        time=lambda ms, seconds=True: local_time(ms, zone, seconds),
+        grams=grams,
+        names=Names(store),
+        roles=roles,
+        zone_name=settings.time_zone,
+        path=request.url.path,
+        flash=request.session.pop("flash", None),
+        now_ms=int(time.time() * 1000),
+    )
+    return templates.TemplateResponse(request, template, context, status_code=status_code)

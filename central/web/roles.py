@@ -1,0 +1,45 @@
+"""Who may see and do what: one explicit table, tested on its own.
+
+Every signed-in role reads everything (an auditor's whole job is reading). Commands
+follow the cabinet's own rules (signed commands: who may do what) so that the centre
+refuses early what the cabinet would refuse anyway, and refuses what the cabinet cannot
+know: an auditor's account may be linked to a keeper's person id, and still only reads.
+"""
+
+from __future__ import annotations
+
+ROLES = ("operator", "keeper", "safety_officer", "auditor", "admin")
+
+_DUTY = frozenset({"operator", "keeper", "safety_officer"})
+_QUALIFIED = frozenset({"keeper", "safety_officer"})
+
+COMMAND_ROLES: dict[str, frozenset[str]] = {
+    # the people on duty: silence and look
+    "ack": _DUTY,
+    "snapshot": _DUTY,
+    "resend": _DUTY,
+    # changes of the books or of who may open: only qualified people (双人记账)
+    "approve": _QUALIFIED,
+    "approve_withdrawal": _QUALIFIED,
+    "approve_disposal": _QUALIFIED,
+    "resolve": _QUALIFIED,
+    "stocktake": _QUALIFIED,
+    # a new policy is an administrator's act (the policy itself is signed separately)
+    "policy": frozenset({"admin"}),
+}
+
+
+def may_command(role: str, name: str) -> bool:
+    return role in COMMAND_ROLES.get(name, frozenset())
+
+
+def may_ack(role: str) -> bool:
+    return may_command(role, "ack")
+
+
+def may_resolve(role: str) -> bool:
+    return may_command(role, "resolve")
+
+
+def may_approve(role: str) -> bool:
+    return may_command(role, "approve")

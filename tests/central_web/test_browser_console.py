@@ -1,0 +1,173 @@
+"""The console in a real browser (Debian's Chromium), served by uvicorn over the real store.
+
+The cabinet here is a signing stand-in (tests/central/cabinet.py) whose envelopes go
+through the ingest's verification into the store; the whole chain with a real agent,
+broker and `cabinet-central serve` is test_browser_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central.store import Store
+from central.web.app import create_app
+from central.web.settings import WebSettings
+from tests.central.cabinet import FakeCabinet
+from tests.central_service.conftest import Feed
+from tests.central_web.browser import AppServer, export_ledger, launch_chromium, screenshot
+from tests.central_web.conftest import SECRET
+from tests.central_web.record import RecordingGateway
+from tests.central_web.test_api_over_the_store import POLICY, a_withdrawal_and_an_alarm
+
+PASSWORD = "night duty password"
+DEVICE = "cab-chem-0042"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch_chromium()
+
+
+class Console:
+    def __init__(self, tmp: Path) -> None:
+        self.store = Store.open(f"sqlite:///{tmp / 'central.db'}")
+        self.store.migrate()
+        self.cabinet = FakeCabinet(device=DEVICE)
+        self.feed = Feed(self.store, self.cabinet)
+        self.store.set_policy_names(DEVICE, POLICY)
+        a_withdrawal_and_an_alarm(self.cabinet)
+        self.feed.send(self.cabinet)
+        for login, person, role in (
+            ("wang", "p-3001", "operator"),
+            ("zhang", "p-1001", "keeper"),
+            ("audit", "p-4001", "auditor"),
+        ):
+            self.store.add_user(login, person, role, PASSWORD)
+        self.gateway = RecordingGateway()
+        app = create_app(self.store, self.gateway, WebSettings(secret_key=SECRET))
+        self.server = AppServer(app).start()
+
+    def emit(self, type: str, data: dict[str, Any]) -> None:
+        """The cabinet says something; it reaches the store as the ingest would store it."""
+        env = self.cabinet.emit(type, data)
+        self.feed.send(self.cabinet, env)
+
+    def close(self) -> None:
+        self.server.stop()
+        self.store.close()
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    running = Console(tmp_path)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(
+        locale="zh-CN", viewport={"width": 1280, "height": 800}, accept_downloads=True
+    )
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def sign_in(page: Any, console: Console, login: str, password: str = PASSWORD) -> None:
+    page.goto(f"{console.server.url}/login")
+    page.fill('input[name="username"]', login)
+    page.fill('input[name="password"]', password)
+    page.click('button[type="submit"]')
+
+
+def test_a_failed_sign_in_is_said_and_the_right_one_shows_every_cabinet(page, console):
+    sign_in(page, console, "wang", "wrong password")
+    page.wait_for_selector("#login-failed")
+    assert "用户名或密码错误" in page.inner_text("#login-failed")
+    screenshot(page, "login-failed")
+    sign_in(page, console, "wang")
+    page.wait_for_selector(f'tr[data-key="{DEVICE}"]')
+    row = page.inner_text(f'tr[data-key="{DEVICE}"]')
+    assert "在线" in row or "离线" in row
+    screenshot(page, "fleet")
+
+
+def test_a_new_alarm_appears_within_a_second_with_a_sound(page, console):
+    sign_in(page, console, "wang")
+    page.goto(f"{console.server.url}/alarms")
+    page.wait_for_selector(f'[data-alarm="{DEVICE}/A1-1"]')
+    page.wait_for_selector("#live-state.ok")  # the live stream is connected
+    raised = time.monotonic()
+    console.emit("alarm.raised", {"alarm": "A1-2", "kind": "mass_unexplained"})
+    page.wait_for_selector(f'[data-alarm="{DEVICE}/A1-2"]', timeout=1000)
+    seen_after_s = time.monotonic() - raised
+    assert seen_after_s < 1.0
+    assert page.evaluate("window.consoleBeeps") >= 1
+    assert "重量变化无记录" in page.inner_text(f'[data-alarm="{DEVICE}/A1-2"]')
+    screenshot(page, "alarms-live")
+
+
+def test_acknowledging_with_a_chinese_comment_signs_it_in_my_name(page, console):
+    sign_in(page, console, "wang")
+    page.goto(f"{console.server.url}/alarms")
+    alarm = page.locator(f'[data-alarm="{DEVICE}/A1-1"]')
+    alarm.locator('textarea[name="comment"]').fill("已到现场，门已关好")
+    alarm.locator('button[data-action="ack"]').click()
+    page.wait_for_selector(".flash.good")
+    assert console.gateway.sent[-1]["name"] == "ack"
+    assert console.gateway.sent[-1]["args"] == {"alarm": "A1-1", "comment": "已到现场，门已关好"}
+    assert console.gateway.sent[-1]["by"] == "p-3001"
+
+
+def test_an_auditor_sees_the_alarm_but_cannot_acknowledge(page, console):
+    sign_in(page, console, "audit")
+    page.goto(f"{console.server.url}/alarms")
+    alarm = page.locator(f'[data-alarm="{DEVICE}/A1-1"]')
+    alarm.wait_for()
+    assert alarm.locator('button[data-action="ack"]').count() == 0
+    answer = page.request.post(
+        f"{console.server.url}/api/commands/{DEVICE}/ack",
+        data={"alarm": "A1-1"},
+        headers={"X-CSRF-Token": page.get_attribute('meta[name="csrf-token"]', "content")},
+    )
+    assert answer.status == 403
+    assert console.gateway.sent == []
+
+
+def test_the_ledger_export_downloads_the_withdrawal_in_chinese(page, console):
+    sign_in(page, console, "zhang")
+    page.goto(f"{console.server.url}/ledger?since=2026-11-22&until=2026-11-22")
+    assert "12.500 g" in page.inner_text("table")
+    screenshot(page, "ledger")
+    rows = export_ledger(page)
+    assert any(r[2] == "领用" and r[4] == "氰化钠" and r[6] == "12.500" for r in rows[1:])
+
+
+def test_the_main_pages_render_for_people_to_look_at(page, console):
+    console.emit(
+        "inventory.snapshot",
+        {"slots": [{"slot": 3, "container": "c-NaCN-01", "mass_mg": 487_400, "book_mg": 487_500}]},
+    )
+    console.emit("access.pending", {"person": "p-1002", "reader": "B",
+                                    "expires_at_ms": int(time.time() * 1000) + 60_000})
+    sign_in(page, console, "zhang")
+    for path, name in (
+        (f"/cabinets/{DEVICE}", "cabinet"),
+        ("/approvals", "approvals"),
+        ("/daily?day=2026-11-22", "daily"),
+        (f"/alarms/{DEVICE}/A1-1", "alarm-history"),
+    ):
+        page.goto(console.server.url + path)
+        screenshot(page, name)
+    page.goto(f"{console.server.url}/lang/en?next=/alarms")
+    page.wait_for_selector("text=Open alarms")
+    screenshot(page, "alarms-en")
+    page.emulate_media(media="print")
+    page.goto(f"{console.server.url}/daily?day=2026-11-22")
+    screenshot(page, "daily-print")
