@@ -17,10 +17,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 
-from agent.wire import WireError, canonical, category, chain_hash, verify_envelope
+from agent.wire import (
+    WireError,
+    canonical,
+    category,
+    chain_hash,
+    parse_envelope,
+    parse_json,
+    parse_topic,
+    verify_envelope,
+)
 from central.registry import Device
 from central.store.recording import Presence, Rejected, Verified
-from central.verify import parse_strict, strict_json
 
 MAX_PAYLOAD = 64 * 1024  # an envelope is well under 4 KiB; a stocktake of 100 slots < 16 KiB
 
@@ -28,13 +36,14 @@ Judgement = Verified | Rejected | Presence
 
 
 def split_topic(topic: str) -> tuple[str, str, str, str] | None:
-    """(site, device, kind, category) of `{prefix}/{site}/{device}/evt/{cat}` or `.../status`."""
-    parts = topic.split("/")
-    if len(parts) == 5 and parts[3] == "evt":
-        return parts[1], parts[2], "evt", parts[4]
-    if len(parts) == 4 and parts[3] == "status":
-        return parts[1], parts[2], "status", ""
-    return None
+    """(site, device, kind, category) of `{prefix}/{site}/{device}/evt/{cat}` or `.../status`.
+
+    The prefix is whatever the subscription matched; the contract's reader does the rest.
+    """
+    where = parse_topic(topic.split("/", 1)[0], topic)
+    if where is None or where.kind == "cmd":
+        return None
+    return where.site, where.device, where.kind, where.name or ""
 
 
 def judge(topic: str, payload: bytes, devices: Mapping[str, Device], received_ms: int) -> Judgement:
@@ -50,7 +59,7 @@ def judge(topic: str, payload: bytes, devices: Mapping[str, Device], received_ms
     if kind == "status":
         return _status(payload, site, topic_device, devices, received_ms, reject)
     try:
-        env = parse_strict(payload)
+        env = parse_envelope(payload)
     except WireError as exc:
         return reject(f"malformed: {exc}", topic_device)
     device, seq = str(env["device"]), int(env["seq"])
@@ -84,7 +93,7 @@ def _status(
     reject: Callable[..., Rejected],
 ) -> Rejected | Presence:
     try:
-        body = strict_json(payload)
+        body = parse_json(payload)
     except WireError as exc:
         return reject(f"malformed status: {exc}", device)
     if not isinstance(body, dict) or body.get("state") not in ("online", "offline"):

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from central.keys import generate_key_file
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.wire import Envelope, VerifyKey, check_signature
-from central.keys import generate_key_file
 from tests.central.cabinet import FakeCabinet, write_registry
 from tests.support.broker import free_port
 
