@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent.keys import read_key
 
+from agent.wire import read_key
 from tests.central.cabinet import FakeCabinet
 from tests.central_service.rig import CentralRig, wait_until
 from tests.central_web.browser import export_ledger, launch_chromium, screenshot
@@ -157,15 +157,6 @@ def test_an_alarm_at_the_cabinet_appears_live_and_its_ack_names_me(page, night):
     page.wait_for_selector(".flash", timeout=15_000)
     screenshot(page, "e2e-alarm-acknowledged")
     answer = page.inner_text(".flash")
-    if "bad_args" in answer:
-        # The agent on this branch predates ack's `by` and `comment` (signed commands
-        # contract) and its `alarm.acknowledged`; the rules work adds them. What exists
-        # now: the cabinet verified the centre's signed ack and answered it on the record.
-        refused = [e for e in running.record(page)
-                   if e["type"] == "command.rejected" and e["data"]["name"] == "ack"]
-        assert refused, "the cabinet's answer to the ack is not in the centre's record"
-        pytest.xfail("this agent refuses ack's by/comment (bad_args): alarm.acknowledged "
-                     "is not in the agent yet")
     assert "柜子已执行" in answer, answer
 
     def acknowledged() -> list[dict[str, Any]]:
