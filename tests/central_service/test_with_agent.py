@@ -157,7 +157,7 @@ def test_an_alarm_across_three_boots_matches_the_cabinets_own_record(  # type: i
     said = [
         (e["type"], e["boot"])
         for e in map(parse_envelope, record)
-        if e["data"].get("alarm") == alarm.alarm
+        if e["type"].startswith("alarm.") and e["data"].get("alarm") == alarm.alarm
     ]
     steps = store.alarm_history(DEVICE, alarm.alarm)
     boots = {e["seq"]: e["boot"] for e in map(parse_envelope, record)}
