@@ -16,9 +16,9 @@ import click
 import structlog
 
 from agent import __version__
-from agent.keys import KeyFileError, read_key, write_new_key
 from agent.logs import configure
 from agent.wire import SigningKey
+from agent.wire.key_files import KeyFileError, read_key, write_new_key
 from config.loading import EX_CONFIG, ConfigError, load_model
 
 if TYPE_CHECKING:
@@ -168,10 +168,10 @@ def run(
 ) -> None:
     """Run the agent: drivers, rules, outbox, uplink, health."""
     from agent.daemon import Daemon, RunOptions, StartupError
-    from agent.keys import KeyFileError
     from agent.outbox import OutboxError
     from agent.policy_source import PolicyError
     from agent.preflight import check_before_start, prepare_state_dir
+    from agent.wire.key_files import KeyFileError
     from config.agent import load_agent_config
 
     try:

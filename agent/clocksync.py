@@ -34,6 +34,9 @@ from typing import Any, Final
 
 import structlog
 
+from agent.periodic import Periodic
+from rules.inputs import ClockStatus
+
 log = structlog.get_logger("clocksync")
 
 # <sys/timex.h>: the clock state adjtimex returns when the kernel thinks it is unsynced,
@@ -185,3 +188,28 @@ def clock_synchronized() -> bool | None:
     """
     state = read_kernel_clock()
     return None if state is None else state.synchronized
+
+
+class ClockWatch(Periodic):
+    """Checks the clock every `period_s`; posts `ClockStatus` to the core when it changes.
+
+    `ok` is what the core stamps as `clock_ok` on every event (read from the core
+    thread; a bool written by one thread and read by another needs no lock).
+    """
+
+    def __init__(
+        self,
+        post: Callable[[ClockStatus], None],
+        *,
+        period_s: float = 60.0,
+        probe: Callable[[], bool | None] = clock_synchronized,
+    ) -> None:
+        self._post, self._probe = post, probe
+        self.ok = bool(probe())
+        super().__init__("clock-watch", period_s, self.check)
+
+    def check(self) -> None:
+        synced = bool(self._probe())
+        if synced != self.ok:
+            self.ok = synced
+            self._post(ClockStatus(synced))

@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
+from agent.periodic import Periodic
+
 log = structlog.get_logger("health")
 
 Clock = Callable[[], float]
@@ -312,6 +314,27 @@ class Health:
                 log.exception("health.check_failed", failures=self.check_failures)
             if self._stop.wait(self.interval_s):
                 return
+
+
+class ProgressWatch(Periodic):
+    """Beats `name` for a loop that only counts its own turns, while the count moves.
+
+    The uplink counts turns (`progress`) instead of beating itself; a count that stops
+    moving means its thread is stuck (or dead), and the watchdog must stop being petted.
+    """
+
+    def __init__(
+        self, monitor: LoopMonitor, name: str, progress: Callable[[], int], period_s: float
+    ) -> None:
+        self._monitor, self._name, self._progress = monitor, name, progress
+        self._seen = -1
+        super().__init__(f"{name}-watch", period_s, self._look)
+
+    def _look(self) -> None:
+        progress = self._progress()
+        if progress != self._seen:
+            self._seen = progress
+            self._monitor.beat(self._name)
 
 
 def _one_line(text: str) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -124,6 +124,14 @@ class Outbox:
             self._last_seq = int(meta.get("last_seq", 0))
             self._last_hash = str(meta.get("last_hash", GENESIS_PREV))
             self._bytes = int(meta.get("bytes", 0))
+            # The rules' state as committed with the last batch (agent.core): the
+            # cabinet resumes from it. Empty before the first commit of the first boot.
+            self._state: dict[str, bytes] = {
+                k.removeprefix("state."): bytes(v)
+                for k, v in meta.items()
+                if k.startswith("state.")
+            }
+            self.resumed_from_seq = self._last_seq
             self._put_meta(device=device, pubkey=pub, boot=self.boot)
             self._db.execute("COMMIT")
         except BaseException:
@@ -155,9 +163,14 @@ class Outbox:
     def append(self, draft: Draft) -> Envelope:
         return self.append_batch([draft])[0]
 
-    def append_batch(self, drafts: Sequence[Draft]) -> list[Envelope]:
+    def append_batch(
+        self, drafts: Sequence[Draft], *, state: Mapping[str, bytes] | None = None
+    ) -> list[Envelope]:
         """Sign, chain and commit all drafts in one transaction; return them in order.
 
+        `state` is the rules' durable state after these events, in named parts (see
+        agent.core.StateEncoder): written in the same transaction, each part only when
+        it differs from the one stored.
         Returns only after the commit is durable. If it raises, nothing of the batch
         was committed and seq, prev and the byte count are unchanged.
         """
@@ -182,11 +195,15 @@ class Outbox:
                         seq, prev, size, extra = self._make_room(seq, prev, size, drafts[-1])
                         out.extend(extra)
                     self._put_meta(last_seq=seq, last_hash=prev, bytes=size)
+                    changed = {k: v for k, v in (state or {}).items() if self._state.get(k) != v}
+                    if changed:
+                        self._put_meta(**{f"state.{k}": v for k, v in changed.items()})
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             self._last_seq, self._last_hash, self._bytes = seq, prev, size
+            self._state.update(changed)
             self._wrote(len(rows))
             return out
 
@@ -247,6 +264,11 @@ class Outbox:
             freed += length
         self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in doomed])
         return freed
+
+    @property
+    def saved_state(self) -> dict[str, bytes]:
+        """The durable state's parts as committed with the last batch (a copy)."""
+        return dict(self._state)
 
     # --- reading and marking (uplink thread) -------------------------------------------
 

@@ -24,8 +24,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.keys import KeyFileError, read_key
 from agent.wire import VerifyKey, WireError
+from agent.wire.key_files import KeyFileError, read_key
 from config.agent import AgentConfig
 from config.loading import ConfigError, Problem, locate
 

@@ -4,6 +4,12 @@ Three streams are merged in time order: the scenario's lines, the simulated sens
 periodic reports and the rules' timers. A timer fires at its own due time, not at the
 next input; at equal times timers go first (they were due "by" then), then the
 scenario line, then the sensor reports.
+
+A `restart` line is a power cut and restart at that instant (DESIGN §4.7): pending
+timers and everything not committed are lost, the outbox is opened again (boot + 1) and
+the rules resume from the state committed with the last batch; the simulated cabinet
+keeps its physical state. The `--policy` is applied at the first start only: after a
+restart the cabinet enforces the policy its state holds.
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ from pathlib import Path
 
 from agent import __version__
 from agent.clock import VirtualClock
-from agent.core import Core, CoreHooks
+from agent.core import Core, CoreHooks, saved_state
 from agent.outbox import Outbox
 from agent.wire import Envelope, SigningKey
 from config.policy import Policy
-from drivers.scenario import Scenario
+from drivers.scenario import RestartLine, Scenario
 from drivers.sim import REPORT_PERIOD_MS, SimulatedCabinet
 from rules.cabinet import CabinetRules
 from rules.inputs import PolicyLoaded, Started
@@ -35,50 +41,81 @@ def replay(
     """Run the scenario; call `emit` with each committed envelope in seq order."""
     with tempfile.TemporaryDirectory(prefix="cabinet-replay-") as tmp:
         directory = state_dir or Path(tmp)
-        outbox = Outbox(directory / "outbox.db", device, key)
+        run = _Replay(scenario, policy, directory / "outbox.db", key, device, emit)
         try:
-            return _run(scenario, policy, outbox, device, emit)
+            return run.play(policy)
         finally:
-            outbox.close()
+            run.outbox.close()
 
 
-def _run(
-    scenario: Scenario,
-    policy: Policy,
-    outbox: Outbox,
-    device: str,
-    emit: Callable[[Envelope], object],
-) -> SimulatedCabinet:
-    clock = VirtualClock(scenario.start_wall_ms)
-    cabinet = SimulatedCabinet(policy)
-    rules = CabinetRules(device, __version__)
+class _Replay:
+    def __init__(
+        self,
+        scenario: Scenario,
+        policy: Policy,
+        path: Path,
+        key: SigningKey,
+        device: str,
+        emit: Callable[[Envelope], object],
+    ) -> None:
+        self.scenario, self.path, self.key, self.device, self.emit = (
+            scenario,
+            path,
+            key,
+            device,
+            emit,
+        )
+        self.clock = VirtualClock(scenario.start_wall_ms)
+        self.cabinet = SimulatedCabinet(policy)
+        self.outbox = Outbox(path, device, key)
+        self.core = self._boot()
 
-    def committed(envelopes: list[Envelope]) -> None:
+    def _boot(self) -> Core:
+        rules = CabinetRules(self.device, __version__)
+        hooks = CoreHooks(apply_output=self.cabinet.apply, committed=self._committed)
+        core = Core(rules, self.outbox, self.clock, hooks)
+        started = Started(
+            __version__, self.outbox.boot, self.outbox.resumed_from_seq, saved_state(self.outbox)
+        )
+        core.process([started])
+        return core
+
+    def _committed(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:
-            emit(envelope)
+            self.emit(envelope)
 
-    core = Core(rules, outbox, clock, CoreHooks(apply_output=cabinet.apply, committed=committed))
-    core.process([Started(__version__, outbox.boot), PolicyLoaded(policy, None, "file")])
-    steps = list(scenario.steps)
-    next_report = 0
-    end = scenario.end_ms
-    while True:
-        due = core.next_due()
-        candidates = [
-            t for t in (due, steps[0].at_ms if steps else None, next_report) if t is not None
-        ]
-        at = min(candidates)
-        if at > end:
-            break
-        clock.set(at)
-        if due is not None and due == at:
-            core.fire_due()
-            continue
-        if steps and steps[0].at_ms == at:
-            item = cabinet.scripted(steps.pop(0).input)
-            if item is not None:
-                core.process([item])
-            continue
-        core.process(cabinet.report())
-        next_report = at + REPORT_PERIOD_MS
-    return cabinet
+    def _restart(self) -> None:
+        self.outbox.close()
+        self.outbox = Outbox(self.path, self.device, self.key)
+        self.cabinet.power_cycle()
+        self.core = self._boot()
+
+    def play(self, policy: Policy) -> SimulatedCabinet:
+        self.core.process([PolicyLoaded(policy, None, "file")])
+        steps = list(self.scenario.steps)
+        next_report = 0
+        end = self.scenario.end_ms
+        while True:
+            due = self.core.next_due()
+            candidates = [
+                t for t in (due, steps[0].at_ms if steps else None, next_report) if t is not None
+            ]
+            at = min(candidates)
+            if at > end:
+                break
+            self.clock.set(at)
+            if due is not None and due == at:
+                self.core.fire_due()
+                continue
+            if steps and steps[0].at_ms == at:
+                line = steps.pop(0).input
+                if isinstance(line, RestartLine):
+                    self._restart()
+                    continue
+                item = self.cabinet.scripted(line)
+                if item is not None:
+                    self.core.process([item])
+                continue
+            self.core.process(self.cabinet.report())
+            next_report = at + REPORT_PERIOD_MS
+        return self.cabinet

@@ -7,7 +7,6 @@ answer). `watch` is the all-day console. Attached to the main group by central.c
 
 from __future__ import annotations
 
-import getpass
 import json
 import queue
 import sys
@@ -20,14 +19,21 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from agent.wire.topics import ANY, event_filter, status_filter
 from central.chain import Timing
 from central.commands import DEFAULT_TTL_S, MAX_TTL_S, AnswerWatch, IssuedCommand, issue
 from central.console import render
 from central.errors import EX_REJECTED, CentralError
-from central.keys import load_signing_key
 from central.ledger import Ledger
 from central.mqtt import BrokerConnection, BrokerOptions
-from central.options import EXISTING, PATH, broker_from, broker_options, key_option
+from central.options import (
+    EXISTING,
+    PATH,
+    broker_from,
+    broker_options,
+    central_key,
+    key_option,
+)
 from central.options import registry_option as registry_opt
 from central.policy_tools import load_policy_quietly, load_signed_policy
 from central.registry import Registry, load_registry, registry_path
@@ -61,7 +67,7 @@ def send_and_wait(params: dict[str, Any], name: str, args: dict[str, Any]) -> No
     """Sign, publish, wait for the verified answer, print it; exit by its verdict."""
     known = load_registry(registry_path(params.pop("registry")))
     device = known.get(params.pop("device_id"))
-    key = load_signing_key(params.pop("key"))
+    key = central_key(params.pop("key"))
     ttl = duration_s(params.pop("ttl"), "--ttl")
     if ttl > MAX_TTL_S:
         # The agent refuses longer-lived commands (validity_too_long): say so here.
@@ -111,7 +117,7 @@ def _wait_answer(conn: BrokerConnection, issued: IssuedCommand, timeout_s: int) 
 @command_options
 def policy_push(signed: Path, **params: Any) -> None:
     """Send a signed policy (from `policy sign`) to one cabinet and wait for its verdict."""
-    key = load_signing_key(params["key"])
+    key = central_key(params["key"])
     document, policy = load_signed_policy(signed, key.public)
     if not policy.applies_to(params["device_id"]):
         raise CentralError(
@@ -126,13 +132,34 @@ def policy_push(signed: Path, **params: Any) -> None:
 
 @click.command()
 @click.option("--person", required=True, help="id of the person waiting at the cabinet")
-@click.option("--by", help="who approves (recorded by the cabinet; default: your login name)")
+@click.option(
+    "--by", required=True, help="policy person id of the approver (keeper or safety officer)"
+)
+@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
 @command_options
-def approve(person: str, by: str | None, **params: Any) -> None:
+def approve(person: str, by: str, policy_file: Path | None, **params: Any) -> None:
     """Stand in remotely as the second person for PERSON's pending badge."""
-    # `by` goes beyond DESIGN.md §4.5's {"person"}: the agent records it as the second
-    # person ("remote:<by>"), so the usage ledger names the remote operator.
-    send_and_wait(params, "approve", {"person": person, "by": by or getpass.getuser()})
+    # The cabinet holds `by` to what a second badge would be (a valid person of its
+    # policy, keeper or safety officer, pairing with PERSON): say so here, before sending.
+    rules = load_policy_quietly(policy_file)
+    if rules is not None:
+        approver = rules.person_by_id(by)
+        if approver is None:
+            ids = ", ".join(
+                p.id for p in rules.person if {"keeper", "safety_officer"} & set(p.roles)
+            )
+            raise CentralError(
+                f"--by {by!r} is not a person id in {policy_file}; approvers there: {ids}"
+            )
+        if rules.person_by_id(person) is None:
+            raise CentralError(f"--person {person!r} is not a person id in {policy_file}")
+        if by == person:
+            raise CentralError("--by must be another person than --person (two persons)")
+        if not {"keeper", "safety_officer"} & set(approver.roles):
+            raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
+        if not approver.valid_at(now_ms()):
+            raise CentralError(f"--by {by!r} is suspended or outside their validity dates")
+    send_and_wait(params, "approve", {"person": person, "by": by})
 
 
 @click.command("approve-withdrawal")
@@ -210,7 +237,7 @@ def watch(**params: Any) -> None:
     """Live, verified view of all cabinets: alarms on top, event log below."""
     known = load_registry(registry_path(params.pop("registry")))
     key_path = params.pop("key")
-    key = load_signing_key(key_path) if key_path is not None else None
+    key = central_key(key_path) if key_path is not None else None
     site, prefix = params.pop("site"), params.pop("prefix")
     as_json, bell, store = params.pop("as_json"), params.pop("bell"), params.pop("store")
     duration = params.pop("duration")
@@ -259,8 +286,8 @@ class WatchLoop:
         self.console = Console()
 
     def run(self, site: str | None, stop_at: float | None) -> None:
-        level = site or "+"
-        filters = [f"{self.prefix}/{level}/+/evt/+", f"{self.prefix}/{level}/+/status"]
+        level = site or ANY
+        filters = [event_filter(self.prefix, level), status_filter(self.prefix, level)]
         with BrokerConnection(self.options) as conn:
             conn.subscribe(filters)
             if self.as_json:

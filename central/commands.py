@@ -16,19 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.wire import (
+    COMMAND_MAX_VALIDITY_MS,
     SigningKey,
     WireError,
     build_command,
     canonical,
     command_topic,
     event_topic,
+    parse_envelope,
     verify_envelope,
 )
 from central.registry import Device
-from central.verify import parse_strict
 
 DEFAULT_TTL_S = 300
-MAX_TTL_S = 7 * 24 * 3600  # the agent refuses longer validity (validity_too_long)
+MAX_TTL_S = COMMAND_MAX_VALIDITY_MS // 1000  # the agent refuses longer (validity_too_long)
 
 ANSWERS = {
     "policy": ("policy.applied", "policy.rejected", "command.rejected"),
@@ -106,7 +107,7 @@ class AnswerWatch:
 
     def feed(self, topic: str, payload: bytes) -> Answer | None:
         try:
-            env = parse_strict(payload)
+            env = parse_envelope(payload)
         except WireError:
             return None  # not an envelope at all: not an answer to anything
         data = env["data"]

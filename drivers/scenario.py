@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
 )
 
+from config.policy import Policy
 from rules import inputs as i
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,6 +107,12 @@ class TickLine(_Line):
     input: Literal["tick"]
 
 
+class RestartLine(_Line):
+    """A power cut and restart at `t` (DESIGN §4.7): boot + 1, same outbox and state."""
+
+    input: Literal["restart"]
+
+
 Line = Annotated[
     BadgeLine
     | DoorLine
@@ -119,7 +126,8 @@ Line = Annotated[
     | ResumeLine
     | ReaderFaultLine
     | ReaderOkLine
-    | TickLine,
+    | TickLine
+    | RestartLine,
     Field(discriminator="input"),
 ]
 _LINE = TypeAdapter(Line)
@@ -129,7 +137,7 @@ _LINE = TypeAdapter(Line)
 class Step:
     at_ms: int
     line: int
-    input: i.AnyInput | SilenceLine | ResumeLine
+    input: i.AnyInput | SimLine
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,11 @@ class Scenario:
         return self.steps[-1].at_ms if self.steps else 0
 
 
-def to_input(line: Any, number: int) -> i.AnyInput | SilenceLine | ResumeLine:
+# Lines for the simulated world or the replay itself, not inputs of the rules.
+SimLine = SilenceLine | ResumeLine | RestartLine
+
+
+def to_input(line: Any, number: int) -> i.AnyInput | SimLine:
     match line:
         case BadgeLine():
             return i.Badge(line.reader, line.uid.upper())
@@ -158,6 +170,8 @@ def to_input(line: Any, number: int) -> i.AnyInput | SilenceLine | ResumeLine:
             return i.TamperChanged(line.open)
         case LockFeedbackLine():
             return i.LockFeedback(line.engaged)
+        case CommandLine() if line.name == "policy":
+            return _policy_line(line, number)
         case CommandLine():
             return i.CommandReceived(line.name, dict(line.args), f"scenario-line-{number}")
         case ReaderFaultLine():
@@ -166,8 +180,21 @@ def to_input(line: Any, number: int) -> i.AnyInput | SilenceLine | ResumeLine:
             return i.ReaderRecovered(line.reader)
         case TickLine():
             return i.Tick()
-    assert isinstance(line, SilenceLine | ResumeLine)
-    return line  # silence/resume: for the simulated cabinet, not the rules
+    assert isinstance(line, SilenceLine | ResumeLine | RestartLine)
+    return line  # for the simulated cabinet or the replay, not the rules
+
+
+def _policy_line(line: CommandLine, number: int) -> i.PolicyLoaded:
+    """Replay trusts a `policy` line like any command line: the policy is plain JSON."""
+    if set(line.args) != {"policy"} or not isinstance(line.args["policy"], dict):
+        raise ScenarioError(number, 'a policy line\'s args are exactly {"policy": {...}}')
+    try:
+        policy = Policy.model_validate(line.args["policy"])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ScenarioError(number, f"policy.{where}: {first['msg']}") from None
+    return i.PolicyLoaded(policy, None, "command", f"scenario-line-{number}")
 
 
 def parse_scenario(text: str) -> Scenario:

@@ -11,14 +11,17 @@ a scenario in real time (times `speed`) on a thread, for `cabinet-agent run`.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
 from config.policy import Policy
 from drivers.base import Post
-from drivers.scenario import ResumeLine, Scenario, SilenceLine
+from drivers.scenario import RestartLine, ResumeLine, Scenario, SilenceLine, SimLine
 from rules import inputs as i
 from rules.effects import Instant, OutputName
 
@@ -54,8 +57,34 @@ class SimulatedCabinet:
         self.outputs[output] = on
         self.output_log.append((output, on))
 
-    def scripted(self, item: i.AnyInput | SilenceLine | ResumeLine) -> i.AnyInput | None:
+    # --- physical state: hardware keeps it across a restart of the agent --------------
+
+    def physical(self) -> dict[str, Any]:
+        return {
+            "weights": {str(k): v for k, v in sorted(self.weights.items())},
+            "voc_ppb": self.voc_ppb,
+            "door_open": self.door_open,
+            "leak_wet": self.leak_wet,
+            "tamper_open": self.tamper_open,
+            "silenced": sorted(self.silenced),
+        }
+
+    def load_physical(self, saved: dict[str, Any]) -> None:
+        self.weights = {int(k): int(v) for k, v in saved["weights"].items()}
+        self.voc_ppb = int(saved["voc_ppb"])
+        self.door_open = bool(saved["door_open"])
+        self.leak_wet = bool(saved["leak_wet"])
+        self.tamper_open = bool(saved["tamper_open"])
+        self.silenced = {str(s) for s in saved["silenced"]}
+
+    def power_cycle(self) -> None:
+        """The agent restarts: the world stays, the switches' levels are reported anew."""
+        self._levels_reported = False
+
+    def scripted(self, item: i.AnyInput | SimLine) -> i.AnyInput | None:
         """Take one scenario input: update the simulated world, return what the rules see."""
+        if isinstance(item, RestartLine):
+            return None  # only `replay` restarts the agent; a live run ignores the line
         if isinstance(item, SilenceLine):
             self.silenced.add(item.sensor)
             return None
@@ -104,8 +133,19 @@ class SimDriver:
 
     name = "sim"
 
-    def __init__(self, policy: Policy | None, scenario: Scenario | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        policy: Policy | None,
+        scenario: Scenario | None,
+        clock: Clock,
+        state_file: Path | None = None,
+    ) -> None:
         self.cabinet = SimulatedCabinet(policy)
+        # Where the simulated world is kept, so a restarted agent finds the scales, door
+        # and sensors as it left them (DESIGN §4.7), as it would with real hardware.
+        self.state_file = state_file
+        if state_file is not None:
+            self._load(state_file)
         self.scenario = scenario
         self.clock = clock
         self._stop = threading.Event()
@@ -137,6 +177,7 @@ class SimDriver:
             now = self.clock.now().mono_ms
             while steps and steps[0].at_ms <= now:
                 item = self.cabinet.scripted(steps.pop(0).input)
+                self._save()  # the world changes before anyone can see it change
                 if item is not None:
                     post(item)
             if not steps and self.scenario is not None:
@@ -147,6 +188,32 @@ class SimDriver:
                 next_report = now + REPORT_PERIOD_MS
             due = min([next_report] + ([steps[0].at_ms] if steps else []))
             self._stop.wait(min(0.5, self.clock.seconds_until(due)) or 0.005)
+
+    def _load(self, path: Path) -> None:
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("sim.state_unreadable", path=str(path), error=type(exc).__name__)
+            return
+        try:
+            self.cabinet.load_physical(saved)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("sim.state_unreadable", path=str(path), error=type(exc).__name__)
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        temp = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        try:
+            # No fsync: the simulated world only has to survive the agent's process.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(self.cabinet.physical(), out)
+            os.replace(temp, self.state_file)
+        except OSError as exc:
+            log.warning("sim.state_not_saved", error=str(exc))
 
     def describe(self) -> dict[str, Any]:
         return {"weights": dict(self.cabinet.weights), "voc_ppb": self.cabinet.voc_ppb}

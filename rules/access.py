@@ -48,6 +48,9 @@ class Grant:
     approval: str | None = None  # nonce of the remote approval
 
 
+APPROVER_ROLES = frozenset({"keeper", "safety_officer"})
+
+
 def pair_allowed(rule: str, first: Person, second: Person) -> bool:
     if rule == "two-keepers":
         return first.is_keeper and second.is_keeper
@@ -135,9 +138,20 @@ class AccessControl:
         return Grant((first.person, person.id), (first.reader, reader), "local")
 
     def approve_remote(
-        self, out: list[Effect], policy: Policy | None, person_id: str, nonce: str, by: str
+        self,
+        out: list[Effect],
+        now: Instant,
+        policy: Policy | None,
+        person_id: str,
+        nonce: str,
+        by: str,
     ) -> Grant | str:
-        """A signed remote approval standing in for the second person; str = refusal reason."""
+        """A signed remote approval standing in for the second person; str = refusal reason.
+
+        The approver is held to what a second badge would be: a valid person of the
+        policy, not the pending person, whose pairing with the pending person satisfies
+        the pair rule, and who holds keeper or safety_officer (DESIGN §4.5).
+        """
         if policy is None:
             return "no_policy"
         if not policy.access.remote_second:
@@ -147,9 +161,23 @@ class AccessControl:
         first = self.pending
         if first is None or first.person != person_id:
             return "not_pending"
+        approver = policy.person_by_id(by)
+        if approver is None:
+            return "unknown_person"
+        if by == first.person:
+            return "same_person"
+        if not approver.valid_at(now.wall_ms):
+            return "not_authorized"
+        first_person = policy.person_by_id(first.person)
+        if (
+            first_person is None
+            or not APPROVER_ROLES & set(approver.roles)
+            or not pair_allowed(policy.access.pair, first_person, approver)
+        ):
+            return "role_requirement"
         self.pending = None
         out.append(CancelTimer(PAIR_TIMER))
-        return Grant((first.person, f"remote:{by}"), (first.reader,), "remote", nonce)
+        return Grant((first.person, by), (first.reader,), "remote", nonce)
 
     def timer(self, out: list[Effect], now: Instant, name: str, alarms: AlarmBook) -> None:
         if (
@@ -180,6 +208,24 @@ class AccessControl:
             )
             out.append(CancelTimer(PAIR_TIMER))
             self.pending = None
+
+    # --- durable state (deadlines on the wall clock: the monotonic one restarts) --------
+
+    def to_state(self, now: Instant) -> dict[str, Any]:
+        return {
+            "denials_wall_ms": [now.wall_ms + t - now.mono_ms for t in self._denials],
+            "locked_until_wall_ms": None
+            if self.locked_until is None
+            else now.wall_ms + self.locked_until - now.mono_ms,
+        }
+
+    def restore(self, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+        self._denials = [now.mono_ms + t - now.wall_ms for t in state["denials_wall_ms"]]
+        until = state["locked_until_wall_ms"]
+        if until is not None:
+            # A lockout that ran out while the cabinet was off ends at once (timer due).
+            self.locked_until = now.mono_ms + until - now.wall_ms
+            out.append(StartTimer(LOCKOUT_TIMER, self.locked_until))
 
     def _count_denial(
         self, out: list[Effect], now: Instant, policy: Policy, alarms: AlarmBook

@@ -2,14 +2,17 @@
 
 An alarm is keyed by its kind and subject (`sensor_fault` of `voc`, `overdue_return` of
 a container): raising an open key again does nothing, so a flapping input cannot flood
-the operators. Conditions clear by themselves when the rules see them gone; one-shot
-alarms (an event in the past, like a withdrawal above its approval) have no condition
-to wait for, so an operator's ack clears them.
+the operators. Conditions clear by themselves when the rules see them gone. An `ack`
+only silences (buzzer off, `alarm.acknowledged`): a mass alarm is a discrepancy of the
+books and stays open until the weight is back or the books are corrected.
+
+Ids are `A<boot>-<n>`: the boot number grows at every start, so an id is unique for the
+device's life, and alarms restored after a restart keep the id they were raised with.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rules.effects import Effect, Emit, Instant
@@ -29,8 +32,9 @@ SOUNDING = frozenset(
         "brute_force",
     }
 )
-# Alarms about something that happened, not a state that persists.
-ONE_SHOT = frozenset({"mass_mismatch"})
+# Discrepancies of the books (DESIGN §4.3): an ack never closes them.
+MASS_KINDS = frozenset({"mass_unexplained", "mass_mismatch", "unknown_item"})
+CONDITION_GONE_AT_START = "condition_gone_at_start"
 
 
 @dataclass
@@ -47,12 +51,17 @@ class AlarmBook:
         self._open: dict[tuple[str, str], OpenAlarm] = {}
         self._count = 0
         self.boot = 1
+        # Ids restored at start whose condition has not yet been re-checked against
+        # fresh readings: a clear in that window says `condition_gone_at_start`.
+        self.unchecked: set[str] = set()
 
     def raise_(
         self, out: list[Effect], now: Instant, kind: str, subject: str = "", **details: Any
     ) -> str | None:
         key = (kind, subject)
-        if key in self._open:
+        existing = self._open.get(key)
+        if existing is not None:
+            self.unchecked.discard(existing.id)  # its condition still holds: kept as is
             return None
         self._count += 1
         alarm = OpenAlarm(f"A{self.boot}-{self._count}", kind, subject, now.wall_ms)
@@ -64,17 +73,29 @@ class AlarmBook:
         alarm = self._open.pop((kind, subject), None)
         if alarm is None:
             return False
+        if alarm.id in self.unchecked:
+            self.unchecked.discard(alarm.id)
+            details.setdefault("reason", CONDITION_GONE_AT_START)
+        details.setdefault("reason", "condition_gone")
         out.append(Emit("alarm.cleared", "info", {"alarm": alarm.id, "kind": kind, **details}))
         return True
 
-    def ack(self, out: list[Effect], alarm_id: str) -> bool:
-        for key, alarm in self._open.items():
-            if alarm.id == alarm_id:
-                alarm.acked = True
-                if alarm.kind in ONE_SHOT:
-                    self.clear(out, *key, reason="acknowledged")
-                return True
-        return False
+    def find(self, alarm_id: str) -> OpenAlarm | None:
+        return next((a for a in self._open.values() if a.id == alarm_id), None)
+
+    def ack(self, out: list[Effect], alarm_id: str, by: str | None, comment: str | None) -> bool:
+        alarm = self.find(alarm_id)
+        if alarm is None:
+            return False
+        alarm.acked = True
+        out.append(
+            Emit(
+                "alarm.acknowledged",
+                "info",
+                {"alarm": alarm.id, "kind": alarm.kind, "by": by, "comment": comment},
+            )
+        )
+        return True
 
     def is_open(self, kind: str, subject: str = "") -> bool:
         return (kind, subject) in self._open
@@ -89,3 +110,17 @@ class AlarmBook:
     @property
     def any_open(self) -> bool:
         return bool(self._open)
+
+    # --- durable state ---------------------------------------------------------------
+
+    def to_state(self) -> list[dict[str, Any]]:
+        return [asdict(a) for a in self.open_alarms()]
+
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            alarm = OpenAlarm(**row)
+            self._open[(alarm.kind, alarm.subject)] = alarm
+            self.unchecked.add(alarm.id)
+
+    def end_start_check(self) -> None:
+        self.unchecked.clear()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.policy import Policy
-from rules import commands
+from rules import commands, durable
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
 from rules.effects import CancelTimer, Effect, Emit, Instant, OutputName, SetOutput, StartTimer
@@ -55,19 +55,22 @@ OUTPUTS: tuple[OutputName, ...] = ("lock", "fan", "buzzer", "led_green", "led_re
 # Weights still moving when the door closed: wait up to this many settle periods, then
 # reconcile with what there is rather than leave the session open for ever.
 MAX_RECONCILE_WAITS = 3
+START_CHECK_TIMER = "start_check"
+# After a restart, restored alarms are re-checked once the sensors have reported (every
+# ~1 s) and the scales had `settle_s` to settle: this many seconds beyond settle_s.
+START_CHECK_S = 3
 
 
 @dataclass
 class Session:
     id: str
     grant: Grant
-    baseline: dict[int, int]
     phase: str = "unlocked"  # unlocked -> open -> settling -> (gone)
     waits: int = 0
     view: SessionView = field(init=False)
 
     def __post_init__(self) -> None:
-        self.view = SessionView(self.id, self.grant.persons, self.baseline)
+        self.view = SessionView(self.id, self.grant.persons)
 
 
 class CabinetRules:
@@ -82,6 +85,7 @@ class CabinetRules:
         self.env = Environment()
         self.session: Session | None = None
         self.door_open: bool | None = None
+        self.door_opened_wall_ms: int | None = None  # for door_held_open across a restart
         self.tamper_open = False
         self.outputs: dict[OutputName, bool] = dict.fromkeys(OUTPUTS, False)
         self.stopped = False
@@ -152,6 +156,9 @@ class CabinetRules:
     # --- access and the door -----------------------------------------------------------
 
     def _badge(self, out: list[Effect], now: Instant, badge: Badge) -> None:
+        # A badge read is proof the reader works: this is how a reader_fault restored at
+        # start clears when its driver has no fault of its own to report recovered.
+        self.alarms.clear(out, "reader_fault", badge.reader, reader=badge.reader)
         busy = self.session is not None or bool(self.door_open)
         grant = self.access.badge(
             out, now, self.policy, self.device, badge.reader, badge.uid, busy, self.alarms
@@ -162,7 +169,7 @@ class CabinetRules:
     def grant(self, out: list[Effect], now: Instant, grant: Grant) -> None:
         assert self.policy is not None
         self._sessions += 1
-        session = Session(f"S{self.boot}-{self._sessions}", grant, self.ledger.baseline())
+        session = Session(f"S{self.boot}-{self._sessions}", grant)
         self.session = session
         data: dict[str, Any] = {
             "persons": list(grant.persons),
@@ -181,6 +188,7 @@ class CabinetRules:
             return  # a repeated level from a driver is not a new event
         first_reading = self.door_open is None
         self.door_open = door.open
+        self.door_opened_wall_ms = now.wall_ms if door.open else None
         if first_reading and not door.open:
             return  # the door was shut when we started: nothing happened
         session = self.session
@@ -262,7 +270,10 @@ class CabinetRules:
             self._settled(out, now, w.slot)
 
     def _settled(self, out: list[Effect], now: Instant, slot: int) -> None:
-        if self.session is None and self.policy is not None:
+        # Until the door opens, a granted session has touched nothing: a change then is
+        # as unexplained as one outside any session.
+        unattended = self.session is None or self.session.phase == "unlocked"
+        if unattended and self.policy is not None:
             self.ledger.check_unattended(out, now, self.policy, self.alarms, slot)
 
     def _sensor_fault(self, out: list[Effect], now: Instant, f: SensorFault) -> None:
@@ -296,6 +307,8 @@ class CabinetRules:
             self.alarms.raise_(out, now, "door_held_open", session=session)
         elif name == RECONCILE_TIMER:
             self._reconcile(out, now)
+        elif name == START_CHECK_TIMER:
+            self._start_check(out, now)
         elif policy is None:
             return
         elif name.startswith("settle:"):
@@ -330,9 +343,58 @@ class CabinetRules:
     def _started(self, out: list[Effect], now: Instant, s: Started) -> None:
         self.boot = s.boot
         self.alarms.boot = s.boot
-        out.append(Emit("system.started", "info", {"version": s.version, "boot": s.boot}))
+        data = {"version": s.version, "boot": s.boot, "resumed_from_seq": s.resumed_from_seq}
+        out.append(Emit("system.started", "info", data))
         # Fail-secure: whatever the pins did before, the first outputs are all off.
         out.extend(SetOutput(name, False) for name in OUTPUTS)
+        if s.state is None:
+            return
+        mark = len(out)
+        try:
+            durable.restore(self, out, now, s.state)
+        except durable.StateError as exc:
+            del out[mark:]
+            self.policy, self.session, self.door_open = None, None, None
+            self.alarms, self.access, self.ledger = AlarmBook(), AccessControl(), MassLedger()
+            self.alarms.boot = s.boot
+            out.append(
+                Emit(
+                    "system.warning", "warning", {"problem": "state_unreadable", "detail": str(exc)}
+                )
+            )
+            return
+        if self.policy is not None:
+            period = self.policy.environment.reading_period_s * 1000
+            out.append(StartTimer(TELEMETRY_TIMER, now.mono_ms + period))
+            settle_s = max(self.policy.inventory.settle_s, 1)
+            out.append(
+                StartTimer(START_CHECK_TIMER, now.mono_ms + (settle_s + START_CHECK_S) * 1000)
+            )
+
+    def resume_session(
+        self, out: list[Effect], now: Instant, session_id: str, grant: Grant, phase: str
+    ) -> None:
+        """A session whose door had opened goes on after a restart (durable.restore)."""
+        self.session = Session(session_id, grant, phase)
+        if phase == "settling":
+            self._schedule_reconcile(out, now)
+
+    def _start_check(self, out: list[Effect], now: Instant) -> None:
+        """The first fresh readings are in: alarms restored at start whose condition is
+        gone are cleared (`condition_gone_at_start`); the rest stay open under their id."""
+        policy = self.policy
+        if self.door_open is False:
+            self.alarms.clear(out, "door_forced")
+            self.alarms.clear(out, "door_held_open")
+        if self.env.leak_wet is False:
+            self.alarms.clear(out, "leak")
+        voc = self.env.voc_ppb
+        if policy is not None and voc is not None and voc < policy.environment.voc_clear_ppb:
+            self.alarms.clear(out, "voc_high", voc_ppb=voc)
+        if policy is not None and self.session is None:
+            for slot in sorted(self.ledger.slots):
+                self.ledger.check_unattended(out, now, policy, self.alarms, slot)
+        self.alarms.end_start_check()
 
     def _heartbeat(self, out: list[Effect], now: Instant, hb: Heartbeat) -> None:
         data = {

@@ -19,12 +19,26 @@ if TYPE_CHECKING:
 
 
 def _applied(out: list[Effect], cmd: CommandReceived, **extra: Any) -> None:
-    out.append(Emit("command.applied", "info", {"name": cmd.name, "nonce": cmd.nonce, **extra}))
+    data = {"name": cmd.name, "nonce": cmd.nonce, "reason": None, **extra}
+    out.append(Emit("command.applied", "info", data))
 
 
 def _refused(out: list[Effect], name: str, nonce: str, reason: str, **extra: Any) -> None:
-    kind = "policy.rejected" if name == "policy" else "command.rejected"
-    out.append(Emit(kind, "warning", {"name": name, "nonce": nonce, "reason": reason, **extra}))
+    if name == "policy":
+        # A policy refused before it could be read has no version to name.
+        out.append(
+            Emit(
+                "policy.rejected",
+                "warning",
+                {"name": name, "nonce": nonce, "version": None, "reason": reason, **extra},
+            )
+        )
+        return
+    out.append(
+        Emit(
+            "command.rejected", "warning", {"name": name, "nonce": nonce, "reason": reason, **extra}
+        )
+    )
 
 
 def rejected(out: list[Effect], r: CommandRejected) -> None:
@@ -55,17 +69,16 @@ def handle(rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandRec
 def _dispatch(rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived) -> None:
     args = cmd.args if isinstance(cmd.args, dict) else {}
     if cmd.name == "approve":
-        person = _str(args, "person")
-        by = args.get("by", "central")
-        result = rules.access.approve_remote(out, rules.policy, person, cmd.nonce, str(by))
-        if isinstance(result, str):
-            _refused(out, cmd.name, cmd.nonce, result, person=person)
-            return
+        person, by = _str(args, "person"), _str(args, "by")
         busy = rules.session is not None or bool(rules.door_open)
         if busy:
-            _refused(out, cmd.name, cmd.nonce, "door_open", person=person)
+            _refused(out, cmd.name, cmd.nonce, "door_open", person=person, by=by)
             return
-        _applied(out, cmd, person=person)
+        result = rules.access.approve_remote(out, now, rules.policy, person, cmd.nonce, by)
+        if isinstance(result, str):
+            _refused(out, cmd.name, cmd.nonce, result, person=person, by=by)
+            return
+        _applied(out, cmd, person=person, by=by)
         rules.grant(out, now, result)
     elif cmd.name == "approve_withdrawal":
         container = _str(args, "container")
@@ -87,11 +100,7 @@ def _dispatch(rules: CabinetRules, out: list[Effect], now: Instant, cmd: Command
             out, cmd, container=container, max_mg=max_mg, persons=sorted(persons), until_ms=until_ms
         )
     elif cmd.name == "ack":
-        alarm = _str(args, "alarm")
-        if rules.alarms.ack(out, alarm):
-            _applied(out, cmd, alarm=alarm)
-        else:
-            _refused(out, cmd.name, cmd.nonce, "unknown_alarm", alarm=alarm)
+        _ack(rules, out, now, cmd, args)
     elif cmd.name == "snapshot":
         out.append(Emit("inventory.snapshot", "info", {"slots": rules.ledger.snapshot()}))
         _applied(out, cmd)
@@ -103,6 +112,30 @@ def _dispatch(rules: CabinetRules, out: list[Effect], now: Instant, cmd: Command
         out.append(Republish(lo, hi))
     else:
         _refused(out, cmd.name, cmd.nonce, "unknown_command")
+
+
+def _ack(
+    rules: CabinetRules, out: list[Effect], now: Instant, cmd: CommandReceived, args: dict[str, Any]
+) -> None:
+    alarm = _str(args, "alarm")
+    by = args.get("by")
+    comment = args.get("comment")
+    if (by is not None and not isinstance(by, str)) or (
+        comment is not None and not isinstance(comment, str)
+    ):
+        raise ValueError("by/comment")
+    record = {"alarm": alarm, "by": by, "comment": comment}
+    if by is not None:
+        person = rules.policy.person_by_id(by) if rules.policy else None
+        if person is None or not person.valid_at(now.wall_ms):
+            reason = "unknown_person" if person is None else "not_authorized"
+            _refused(out, cmd.name, cmd.nonce, reason, **record)
+            return
+    if rules.alarms.find(alarm) is None:
+        _refused(out, cmd.name, cmd.nonce, "unknown_alarm", **record)
+        return
+    _applied(out, cmd, **record)
+    rules.alarms.ack(out, alarm, by, comment)
 
 
 def load_policy(rules: CabinetRules, out: list[Effect], now: Instant, loaded: PolicyLoaded) -> None:
@@ -123,6 +156,8 @@ def load_policy(rules: CabinetRules, out: list[Effect], now: Instant, loaded: Po
             )
         )
         return
+    if current is not None and policy.version == current.version and loaded.source == "startup":
+        return  # the persisted copy of the policy the restored state already enforces
     if current is not None and policy.version <= current.version:
         out.append(
             Emit(

@@ -126,8 +126,13 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Started:
+    """The agent started: `state` is the durable rule state committed last (None on a
+    first start), `resumed_from_seq` the last seq committed before this boot."""
+
     version: str
     boot: int
+    resumed_from_seq: int = 0
+    state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,26 @@
 """Mass balance (账物相符): every gram that leaves a slot is attributed, or it is an alarm.
 
-Each slot's gross weight settles when it stays within tolerance for `settle_s`. A
-session's baseline is the settled weights when access is granted; once the door has
-closed and the weights settle, each changed slot becomes removed / restored /
+Each slot's gross weight settles when it stays within tolerance for `settle_s`. The
+books, not the scale, are the baseline of a session: once the door has closed and the
+weights settle, each slot that differs from its book becomes removed / restored /
 withdrawal / return, attributed to the session's two persons, and the books move.
-Outside a session, any settled change from the books is `mass_unexplained`.
+Outside a session, and inside one before its door opens, any settled difference from
+the books is `mass_unexplained`; a session never absorbs such an open discrepancy (the
+slot is left to its alarm, not booked to the session's persons).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from config.policy import Policy
 from rules.alarms import AlarmBook
 from rules.effects import CancelTimer, Effect, Emit, Instant, StartTimer
+
+
+def overdue_timer(container: str) -> str:
+    return f"overdue:{container}"
 
 
 @dataclass
@@ -24,6 +30,7 @@ class Slot:
     tare: int = 0
     book: int = 0  # content on the books, mg
     present: bool = True  # the container is in its slot as far as the books know
+    due_wall_ms: int | None = None  # return deadline while it is out of its slot
     candidate: int | None = None  # latest reading that moved beyond tolerance
     since_mono: int = 0
     settled: int | None = None  # gross weight that held still for settle_s
@@ -46,21 +53,19 @@ class Approval:
 class SessionView:
     id: str
     persons: tuple[str, ...]
-    baseline: dict[int, int] = field(default_factory=dict)
 
 
 class MassLedger:
     def __init__(self) -> None:
         self.slots: dict[int, Slot] = {}
         self.approvals: list[Approval] = []
-        self._policy_masses: dict[str, int] = {}
 
     # --- policy ------------------------------------------------------------------------
 
     def load(self, policy: Policy) -> None:
-        """Take containers from the policy. A container's book follows the policy only
-        when the centre changed its `mass_mg` (a correction of the books); otherwise the
-        locally reconciled book stands, so a routine policy update loses no withdrawal."""
+        """Take containers from the policy. `mass_mg` opens the book of a container the
+        cabinet does not keep a book for yet; once it does, the book is the record's, and
+        a changed `mass_mg` does not move it (a routine policy update loses no withdrawal)."""
         old = {s.container: s for s in self.slots.values() if s.container}
         slots: dict[int, Slot] = {
             n: Slot(n, None, candidate=s.candidate, since_mono=s.since_mono, settled=s.settled)
@@ -68,14 +73,15 @@ class MassLedger:
         }
         for box in policy.container:
             prev = old.get(box.id)
-            corrected = self._policy_masses.get(box.id) != box.mass_mg
             slot = slots.get(box.slot) or Slot(box.slot, None)
             slot.container, slot.tare = box.id, box.tare_mg
-            slot.book = box.mass_mg if prev is None or corrected else prev.book
-            slot.present = True if prev is None or prev.slot != box.slot else prev.present
+            slot.book = box.mass_mg if prev is None else prev.book
+            if prev is None or prev.slot != box.slot:
+                slot.present, slot.due_wall_ms = True, None
+            else:
+                slot.present, slot.due_wall_ms = prev.present, prev.due_wall_ms
             slots[box.slot] = slot
         self.slots = slots
-        self._policy_masses = {box.id: box.mass_mg for box in policy.container}
 
     # --- readings ----------------------------------------------------------------------
 
@@ -136,9 +142,6 @@ class MassLedger:
 
     # --- sessions ----------------------------------------------------------------------
 
-    def baseline(self) -> dict[int, int]:
-        return {n: g for n, s in self.slots.items() if (g := s.gross) is not None}
-
     def reconcile(
         self,
         out: list[Effect],
@@ -155,8 +158,11 @@ class MassLedger:
             if slot.container is None:
                 self._check_unknown_item(out, now, policy, alarms, slot)
                 continue
+            if alarms.is_open("mass_unexplained", str(slot_no)):
+                # A discrepancy from before the door opened is not the session's to book.
+                self.check_unattended(out, now, policy, alarms, slot_no)
+                continue
             self._reconcile_slot(out, now, policy, alarms, session, slot, gross)
-            alarms.clear(out, "mass_unexplained", str(slot_no), slot=slot_no, reason="reconciled")
 
     def _reconcile_slot(
         self,
@@ -179,10 +185,11 @@ class MassLedger:
         empty = self._is_empty(policy, slot, gross)
         if slot.present and empty:
             slot.present = False
+            slot.due_wall_ms = now.wall_ms + policy.inventory.return_within_s * 1000
             out.append(Emit("inventory.removed", "info", dict(common)))
             out.append(
                 StartTimer(
-                    f"overdue:{slot.container}",
+                    overdue_timer(slot.container or ""),
                     now.mono_ms + policy.inventory.return_within_s * 1000,
                 )
             )
@@ -191,13 +198,13 @@ class MassLedger:
             return
         if not slot.present:
             slot.present = True
+            slot.due_wall_ms = None
             out.append(Emit("inventory.restored", "info", dict(common)))
-            out.append(CancelTimer(f"overdue:{slot.container}"))
+            out.append(CancelTimer(overdue_timer(slot.container or "")))
             alarms.clear(out, "overdue_return", slot.container or "", container=slot.container)
             taken = slot.book - (gross - slot.tare)
         else:
-            before = session.baseline.get(slot.slot, slot.tare + slot.book)
-            taken = before - gross
+            taken = slot.tare + slot.book - gross
         if abs(taken) <= self.tolerance(policy, slot):
             return
         slot.book = max(slot.book - taken, 0)
@@ -249,6 +256,49 @@ class MassLedger:
                 }
             )
         return rows
+
+    # --- durable state ------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "books": [
+                {
+                    "slot": s.slot,
+                    "container": s.container,
+                    "tare_mg": s.tare,
+                    "book_mg": s.book,
+                    "present": s.present,
+                    "due_wall_ms": s.due_wall_ms,
+                }
+                for n, s in sorted(self.slots.items())
+                if s.container is not None
+            ],
+            "approvals": [
+                {
+                    "container": a.container,
+                    "max_mg": a.max_mg,
+                    "persons": sorted(a.persons),
+                    "until_ms": a.until_ms,
+                    "nonce": a.nonce,
+                }
+                for a in self.approvals
+            ],
+        }
+
+    def restore(self, out: list[Effect], now: Instant, state: dict[str, Any]) -> None:
+        for row in state["books"]:
+            slot = Slot(row["slot"], row["container"], row["tare_mg"], row["book_mg"])
+            slot.present, slot.due_wall_ms = row["present"], row["due_wall_ms"]
+            self.slots[slot.slot] = slot
+            if not slot.present and slot.due_wall_ms is not None:
+                at = now.mono_ms + slot.due_wall_ms - now.wall_ms
+                out.append(StartTimer(overdue_timer(slot.container or ""), at))
+        self.approvals = [
+            Approval(
+                a["container"], a["max_mg"], frozenset(a["persons"]), a["until_ms"], a["nonce"]
+            )
+            for a in state["approvals"]
+        ]
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -171,7 +171,7 @@ elif [ -e "$KEY" ]; then
 import sys
 from pathlib import Path
 
-from agent.keys import read_key
+from agent.wire.key_files import read_key
 
 print(read_key(Path(sys.argv[1])).public.to_text())
 PY

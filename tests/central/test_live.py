@@ -207,7 +207,8 @@ def test_commands_wait_for_the_verified_answer_and_ignore_a_forged_one(
         ["p-1001", "p-1002"],
     )
     assert abs(args["until_ms"] - (time.time() * 1000 + 3_600_000)) < 60_000
-    for command in (["approve", "--person", "p-1003"], ["snapshot"], ["resend", "1", "2"]):
+    approve = ["approve", "--person", "p-1003", "--by", "p-1001"]
+    for command in (approve, ["snapshot"], ["resend", "1", "2"]):
         done = runner.invoke(cli, [*command, "--device", "cab-1", "--ttl", "60s"])
         assert done.exit_code == 0, done.output
     names = [c["name"] for c in device.commands]

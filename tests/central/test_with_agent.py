@@ -416,10 +416,8 @@ def test_policy_push_is_applied_kept_across_a_restart_and_a_re_push_is_rejected(
     assert agent.stop() == 0, agent.log_text()
     rig.start_agent(config)
     rig.wait_online(boot=2)
-    startup = rig.wait_event(
-        lambda e: e["boot"] == 2 and e["type"] == "policy.applied", "boot 2 policy.applied"
-    )
-    assert (startup["data"]["source"], startup["data"]["version"]) == ("startup", 8)
+    # The policy in force is part of the state the cabinet resumes from: nothing to
+    # apply again (its persisted copy is the same version), the older file is refused.
     refused_file = rig.wait_event(
         lambda e: e["boot"] == 2 and e["type"] == "policy.rejected", "boot 2 policy.rejected"
     )
@@ -437,6 +435,8 @@ def test_policy_push_is_applied_kept_across_a_restart_and_a_re_push_is_rejected(
     )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["policy_version"] == 8
+    boot2 = [e["type"] for e in rig.events() if e["boot"] == 2]
+    assert "policy.applied" not in boot2
 
     after_restart = rig.ctl("policy", "push", str(signed), "--device", DEVICE)
     assert after_restart.exit_code == 3, after_restart.output
@@ -549,15 +549,14 @@ def test_remote_commands_are_applied_or_refused_by_the_real_agent(rig: Rig) -> N
     silenced = wait_status(state, lambda s: the_alarm(s).get("acked") is True, "the ack")
     assert silenced["outputs"]["buzzer"] is False  # buzzer off; the leak is still there
 
-    # Remote second person, signed by hand with the agent's {"person"} (cabinetctl
-    # approve adds `by`; the test below drives it).
-    wrong = rig.send_by_hand("approve", {"person": "p-1001"}, "approve-not-pending")
+    # Remote second person, signed by hand (the test below drives cabinetctl approve).
+    wrong = rig.send_by_hand("approve", {"person": "p-1001", "by": "p-1003"}, "approve-not-pending")
     assert (wrong["type"], wrong["data"]["reason"]) == ("command.rejected", "not_pending")
-    approved = rig.send_by_hand("approve", {"person": "p-1003"}, "approve-p-1003")
+    approved = rig.send_by_hand("approve", {"person": "p-1003", "by": "p-1001"}, "approve-p-1003")
     assert approved["type"] == "command.applied", approved["data"]
     grant = rig.wait_event(lambda e: e["type"] == "access.granted", "the remote grant")
-    assert grant["data"]["mode"] == "remote" and grant["data"]["persons"][0] == "p-1003"
-    assert grant["data"]["persons"][1].startswith("remote:")
+    assert grant["data"]["mode"] == "remote"
+    assert grant["data"]["persons"] == ["p-1003", "p-1001"]
     unlocked = rig.wait_event(lambda e: e["type"] == "lock.unlocked", "the lock released")
     assert unlocked["data"]["session"] == grant["data"]["session"]
 
@@ -578,12 +577,19 @@ def test_cabinetctl_approve_stands_in_as_the_remote_second_person(rig: Rig) -> N
     rig.start_agent(config, policy=policy, scenario=DATA / "leak_and_keeper_waiting.jsonl")
     rig.wait_online(boot=1)
     rig.wait_event(lambda e: e["type"] == "access.pending", "the keeper's badge")
-    approved = rig.ctl("approve", "--device", DEVICE, "--person", "p-1003", "--by", "op-duty")
+    # A duty login name is not a person of the policy: refused before anything is sent.
+    named = ("approve", "--device", DEVICE, "--person", "p-1003", "--policy", str(policy))
+    by_name = rig.ctl(*named, "--by", "op-duty")
+    assert by_name.exit_code != 0 and "'op-duty' is not a person id" in by_name.output
+    # Sent anyway (no --policy to check against), the cabinet refuses it with the reason.
+    unchecked = rig.ctl("approve", "--device", DEVICE, "--person", "p-1003", "--by", "op-duty")
+    assert unchecked.exit_code == 3 and "unknown_person" in unchecked.output
+    approved = rig.ctl(*named, "--by", "p-1001")
     assert approved.exit_code == 0, approved.output
     assert approved.stdout.startswith(f"{DEVICE}: approve applied [command.applied seq ")
     grant = rig.wait_event(lambda e: e["type"] == "access.granted", "the remote grant")
     assert grant["data"]["mode"] == "remote"
-    assert grant["data"]["persons"] == ["p-1003", "remote:op-duty"]
+    assert grant["data"]["persons"] == ["p-1003", "p-1001"]
 
 
 # --- 3. watch: verified, forgeries flagged, a missed stretch resent -------------------------

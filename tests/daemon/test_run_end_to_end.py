@@ -158,7 +158,7 @@ def test_status_shows_a_person_at_the_cabinet_the_live_state(tmp_path, make_brok
                 cwd=ROOT,
             )
             out = proc.stdout
-            if proc.returncode == 0 and "pending" in out:
+            if proc.returncode == 0 and "pending   " in out:
                 break
             time.sleep(0.3)
         assert "door      closed" in out and "policy    version 7" in out

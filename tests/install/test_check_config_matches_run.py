@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.keys import write_new_key
 from agent.wire import SigningKey
+from agent.wire.key_files import write_new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 EX_CONFIG = 78
@@ -97,7 +97,7 @@ def outbox_of(device: str, pubkey: str) -> Callable[[Cabinet], None]:
 
 
 def own_pubkey(cabinet: Cabinet) -> str:
-    from agent.keys import read_key
+    from agent.wire.key_files import read_key
 
     return read_key(cabinet.state / "device.key").public.to_text()
 

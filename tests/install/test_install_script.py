@@ -103,7 +103,7 @@ def test_state_is_private_and_the_device_key_belongs_to_the_agent(
     key = state / "device.key"
     assert (stat.S_IMODE(state.stat().st_mode), state.stat().st_uid) == (0o700, uid)
     assert (stat.S_IMODE(key.stat().st_mode), key.stat().st_uid) == (0o600, uid)
-    from agent.keys import read_key
+    from agent.wire.key_files import read_key
 
     assert read_key(key).public.to_text() == printed_pubkey(output)
     tls = (prefix / "etc/cabinet-agent/tls").stat()

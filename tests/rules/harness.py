@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import VirtualClock
-from agent.core import Core, CoreHooks
+from agent.core import Core, CoreHooks, saved_state
 from agent.outbox import Outbox
 from agent.wire import Envelope, SigningKey
 from config.loading import load_model
@@ -53,18 +53,31 @@ class Cabinet:
         self.scales: dict[int, int] | None = {} if scales_report else None
         self._next_report = 0
         self.clock = VirtualClock(START_MS)
-        self.outbox = Outbox(tmp / "outbox.db", device, SigningKey.generate())
+        self.path, self.device, self.key = tmp / "outbox.db", device, SigningKey.generate()
+        self.outbox = Outbox(self.path, device, self.key)
         self.envelopes: list[Envelope] = []
         self.output_log: list[tuple[str, bool]] = []
-        self.rules = CabinetRules(device, "test")
+        self._boot()
+        if policy is not None:
+            self.core.process([i.PolicyLoaded(policy, None, "file")])
+
+    def _boot(self) -> None:
+        self.rules = CabinetRules(self.device, "test")
         hooks = CoreHooks(
             apply_output=lambda name, on: self.output_log.append((name, on)),
             committed=self.envelopes.extend,
         )
         self.core = Core(self.rules, self.outbox, self.clock, hooks)
-        self.core.process([i.Started("test", self.outbox.boot)])
-        if policy is not None:
-            self.core.process([i.PolicyLoaded(policy, None, "file")])
+        saved, resumed = saved_state(self.outbox), self.outbox.resumed_from_seq
+        self.core.process([i.Started("test", self.outbox.boot, resumed, saved)])
+
+    def restart(self) -> Cabinet:
+        """A power cut now: timers and uncommitted state are lost, the outbox and the
+        state committed with it stay; the rules resume from that state (boot + 1)."""
+        self.outbox.close()
+        self.outbox = Outbox(self.path, self.device, self.key)
+        self._boot()
+        return self
 
     # time ----------------------------------------------------------------------------
     def at(self, seconds: float) -> Cabinet:
@@ -134,3 +147,10 @@ class Cabinet:
 
     def output(self, name: str) -> bool:
         return self.rules.outputs[name]  # type: ignore[index]
+
+
+def alarm_condition(data: dict[str, Any]) -> tuple[object, ...]:
+    """What an alarm is about: the record must never hold two open alarms for it."""
+    fields = ("kind", "slot", "container", "sensor", "reader", "detail")
+    session = data.get("session") if data["kind"] == "mass_mismatch" else None
+    return (*(data.get(f) for f in fields), session)

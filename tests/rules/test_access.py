@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from rules import inputs as i
 from tests.rules.harness import (
     EXPIRED,
@@ -168,26 +170,68 @@ def test_badges_while_a_session_is_open_are_denied_door_open(tmp_path):
     assert cab.denials() == ["door_open"]
 
 
-def test_a_signed_remote_approval_stands_in_for_the_second_person(tmp_path):
-    cab = Cabinet(tmp_path, example_policy(access={"remote_second": True})).badge("A", KEEPER)
-    cab.command("approve", person="p-1001", by="op-7")
+def test_a_signed_remote_approval_by_a_keeper_stands_in_for_the_second_person(tmp_path):
+    cab = Cabinet(tmp_path, example_policy(access={"remote_second": True})).badge("A", USER)
+    cab.command("approve", person="p-1002", by="p-1003")
     granted = cab.data("access.granted")
     assert granted[0]["mode"] == "remote"
-    assert granted[0]["persons"] == ["p-1001", "remote:op-7"]
-    assert cab.data("command.applied")[0]["name"] == "approve"
+    assert granted[0]["persons"] == ["p-1002", "p-1003"]
+    assert cab.data("command.applied")[0] | {"nonce": None} == {
+        "name": "approve",
+        "nonce": None,
+        "reason": None,
+        "person": "p-1002",
+        "by": "p-1003",
+    }
     assert cab.relay
+
+
+@pytest.mark.parametrize(
+    ("pending_card", "person", "by", "reason"),
+    [
+        (USER, "p-1002", "op-duty", "unknown_person"),  # a name, not a policy person
+        (USER, "p-1002", "p-1002", "same_person"),
+        (USER, "p-1002", "p-1004", "not_authorized"),  # suspended
+        (USER, "p-1002", "p-1005", "not_authorized"),  # past valid_until
+        (KEEPER, "p-1001", "p-1002", "role_requirement"),  # a user may not approve
+    ],
+)
+def test_a_remote_approval_the_pair_rule_would_refuse_is_rejected(
+    tmp_path, pending_card, person, by, reason
+):
+    cab = Cabinet(tmp_path, example_policy(access={"remote_second": True}))
+    cab.badge("A", pending_card).command("approve", person=person, by=by)
+    assert cab.data("command.rejected")[0]["reason"] == reason
+    assert not cab.data("access.granted") and not cab.relay
+
+
+def test_under_two_keepers_a_remote_keeper_completes_a_keeper_pair(tmp_path):
+    policy = example_policy(access={"remote_second": True, "pair": "two-keepers"})
+    cab = (
+        Cabinet(tmp_path, policy)
+        .badge("A", KEEPER)
+        .command("approve", person="p-1001", by="p-1003")
+    )
+    assert cab.data("access.granted")[0]["persons"] == ["p-1001", "p-1003"]
+
+
+def test_a_remote_approval_without_by_is_bad_args(tmp_path):
+    cab = Cabinet(tmp_path, example_policy(access={"remote_second": True})).badge("A", USER)
+    cab.command("approve", person="p-1002")
+    assert cab.data("command.rejected")[0]["reason"] == "bad_args"
+    assert not cab.relay
 
 
 def test_remote_approval_is_refused_when_the_policy_does_not_allow_it(tmp_path):
     cab = Cabinet(tmp_path, example_policy(access={"remote_second": False})).badge("A", KEEPER)
-    cab.command("approve", person="p-1001")
+    cab.command("approve", person="p-1001", by="p-1003")
     assert cab.data("command.rejected")[0]["reason"] == "remote_second_disabled"
     assert not cab.relay
 
 
 def test_remote_approval_for_someone_not_pending_is_refused(tmp_path):
     cab = Cabinet(tmp_path, example_policy(access={"remote_second": True})).badge("A", KEEPER)
-    cab.command("approve", person="p-1003")
+    cab.command("approve", person="p-1003", by="p-1003")
     assert cab.data("command.rejected")[0]["reason"] == "not_pending"
 
 

@@ -150,7 +150,7 @@ def test_without_an_approval_on_record_a_withdrawal_is_recorded_not_alarmed(tmp_
     assert cab.alarms_raised() == []
 
 
-def test_an_acked_mismatch_is_cleared_because_it_was_an_event_not_a_state(tmp_path):
+def test_an_ack_silences_a_mismatch_but_never_closes_it(tmp_path):
     cab = (
         Cabinet(tmp_path, example_policy(), scales_report=True).weight(NaCN_SLOT, NaCN_GROSS).at(6)
     )
@@ -163,8 +163,12 @@ def test_an_acked_mismatch_is_cleared_because_it_was_an_event_not_a_state(tmp_pa
     )
     session(cab, 10).weight(NaCN_SLOT, NaCN_GROSS - 40_000).at(20).door("closed").at(30)
     alarm = cab.data("alarm.raised")[0]["alarm"]
-    cab.command("ack", alarm=alarm)
-    assert cab.data("alarm.cleared")[0]["alarm"] == alarm
+    cab.command("ack", alarm=alarm, by="p-1003", comment="seen")
+    assert cab.data("alarm.acknowledged") == [
+        {"alarm": alarm, "kind": "mass_mismatch", "by": "p-1003", "comment": "seen"}
+    ]
+    assert cab.data("alarm.cleared") == []
+    assert not cab.output("buzzer") and cab.output("led_red")
 
 
 def test_the_snapshot_command_reports_scale_and_books_per_slot(tmp_path):

@@ -6,8 +6,14 @@ every step:
 - `lock.unlocked` only follows an `access.granted` of two different persons, both
   authorised at that moment, satisfying the pair rule, the second within the window;
 - the relay is energised only inside a granted session's unlock window;
-- every `alarm.cleared` names an alarm raised earlier and still open;
+- every `alarm.cleared` names an alarm raised earlier and still open, and no alarm is
+  raised for a condition that already has an open one;
+- the books: every container's book is its opening book − withdrawn + returned, as
+  folded from the record, in each event's `book_mg` and in the rules' own state;
+  every change of the books names two distinct valid persons;
 - seq grows by exactly 1 and the hash chain verifies.
+
+A `restart` step is a power cut at that instant: all of the above holds across it.
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ from tests.rules.harness import (
     USER,
     USER_SECOND_CARD,
     Cabinet,
+    alarm_condition,
     example_policy,
 )
 
 CARDS = [KEEPER, KEEPER2, USER, USER_SECOND_CARD, SUSPENDED, EXPIRED, "04000000BAD1"]
+PEOPLE = ["p-1001", "p-1002", "p-1003", "p-1004", "p-1005"]
 TMP_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else None  # cheap fsyncs for 2,000 runs
 EXAMPLES = int(os.environ.get("CABINET_STATEFUL_EXAMPLES", "2000"))
 
@@ -46,8 +54,9 @@ class CabinetMachine(RuleBasedStateMachine):
         self.tmp = Path(tempfile.mkdtemp(prefix="cab-prop-", dir=TMP_ROOT))
         self.t = 0.0
         self.checked = 0
-        self.open_alarms: set[str] = set()
+        self.open_alarms: dict[str, tuple[object, ...]] = {}
         self.relay_session: str | None = None
+        self.books: dict[str, int] = {}
 
     @initialize(
         pair=st.sampled_from(["keeper+any", "two-keepers", "any-two"]),
@@ -69,6 +78,7 @@ class CabinetMachine(RuleBasedStateMachine):
             inventory={"settle_s": 2},
         )
         self.cab = Cabinet(self.tmp, self.policy)
+        self.books = {box.id: box.mass_mg for box in self.policy.container}
 
     def teardown(self) -> None:
         if hasattr(self, "cab"):
@@ -98,14 +108,22 @@ class CabinetMachine(RuleBasedStateMachine):
     def leak(self, wet: bool) -> None:
         self.cab.feed(i.LeakChanged(wet))
 
-    @rule(person=st.sampled_from(["p-1001", "p-1002", "p-1003", "p-1004"]))
-    def remote_approval(self, person: str) -> None:
-        self.cab.command("approve", person=person)
+    @rule(
+        person=st.sampled_from(PEOPLE),
+        by=st.sampled_from([*PEOPLE, "op-duty"]),
+    )
+    def remote_approval(self, person: str, by: str) -> None:
+        self.cab.command("approve", person=person, by=by)
 
     @precondition(lambda self: bool(self.open_alarms))
-    @rule(data=st.data())
-    def ack(self, data: st.DataObject) -> None:
-        self.cab.command("ack", alarm=data.draw(st.sampled_from(sorted(self.open_alarms))))
+    @rule(data=st.data(), by=st.sampled_from(PEOPLE))
+    def ack(self, data: st.DataObject, by: str) -> None:
+        alarm = data.draw(st.sampled_from(sorted(self.open_alarms)))
+        self.cab.command("ack", alarm=alarm, by=by, comment="seen")
+
+    @rule()
+    def restart(self) -> None:
+        self.cab.restart()
 
     @rule(seconds=st.sampled_from([0.5, 1, 3, 5, 9, 11, 29, 31, 125, 400]))
     def time_passes(self, seconds: float) -> None:
@@ -125,11 +143,33 @@ class CabinetMachine(RuleBasedStateMachine):
             if kind == "lock.unlocked":
                 self._check_grant_before(events, index, data["session"])
             elif kind == "alarm.raised":
-                self.open_alarms.add(data["alarm"])
+                condition = alarm_condition(data)
+                assert condition not in self.open_alarms.values(), f"raised twice: {data}"
+                self.open_alarms[data["alarm"]] = condition
             elif kind == "alarm.cleared":
                 assert data["alarm"] in self.open_alarms, "cleared an alarm never raised"
-                self.open_alarms.remove(data["alarm"])
+                del self.open_alarms[data["alarm"]]
+            elif kind in ("inventory.withdrawal", "inventory.return"):
+                self._check_books_move(event)
         self.checked = len(events)
+
+    @invariant()
+    def the_books_are_the_fold_of_the_record(self) -> None:
+        if not hasattr(self, "cab"):
+            return
+        kept = {s.container: s.book for s in self.cab.rules.ledger.slots.values() if s.container}
+        assert kept == self.books
+
+    def _check_books_move(self, event: dict) -> None:
+        data = event["data"]
+        sign = -1 if event["type"] == "inventory.withdrawal" else 1
+        self.books[data["container"]] += sign * data["amount_mg"]
+        assert data["book_mg"] == self.books[data["container"]], "book_mg is not the fold"
+        persons = data["persons"]
+        assert len(persons) == 2 and persons[0] != persons[1]
+        for person_id in persons:
+            person = self.policy.person_by_id(person_id)
+            assert person is not None, f"{person_id} is not a person of the policy"
 
     @invariant()
     def the_relay_is_never_on_without_a_session(self) -> None:
@@ -153,12 +193,14 @@ class CabinetMachine(RuleBasedStateMachine):
             if e["type"] == "access.pending" and e["data"]["person"] == persons[0]
         ]
         assert pending and granted["ts"] <= pending[-1]["data"]["expires_at_ms"]
-        if granted["data"]["mode"] == "remote":
-            assert self.policy.access.remote_second
-            return
+        assert pending[-1]["boot"] == granted["boot"], "a pending badge outlived a restart"
         second = self.policy.person_by_id(persons[1])
         assert second is not None and second.valid_at(granted["ts"])
         assert pair_allowed(self.policy.access.pair, first, second)
+        if granted["data"]["mode"] == "remote":
+            assert self.policy.access.remote_second
+            assert {"keeper", "safety_officer"} & set(second.roles)
+            return
         if self.policy.access.distinct_readers:
             assert granted["data"]["readers"][0] != granted["data"]["readers"][1]
 

@@ -116,12 +116,12 @@ def seed_commands() -> list[dict[str, Any]]:
     """One genuine command of each kind: where mutations start from."""
     return [
         genuine_command("policy", {"policy": signed_policy()}),
-        genuine_command("approve", {"person": "p-1002"}),
+        genuine_command("approve", {"person": "p-1002", "by": "p-1001"}),
         genuine_command(
             "approve_withdrawal",
             {"container": "c-NaCN-01", "max_mg": 5000, "persons": ["p-1001"], "until_ms": NOW_MS},
         ),
-        genuine_command("ack", {"alarm": "A1-1"}),
+        genuine_command("ack", {"alarm": "A1-1", "by": "p-1001", "comment": "checked"}),
         genuine_command("snapshot", {}),
         genuine_command("resend", {"from_seq": 1, "to_seq": 3}),
     ]

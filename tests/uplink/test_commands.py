@@ -78,7 +78,7 @@ def test_an_older_policy_still_passes_the_verifier_the_rules_judge_the_version(v
 @pytest.mark.parametrize(
     ("name", "args"),
     [
-        ("approve", {"person": "p-1001"}),
+        ("approve", {"person": "p-1001", "by": "p-1003"}),
         (
             "approve_withdrawal",
             {"container": "c-1", "max_mg": 5000, "persons": ["p-1", "p-2"], "until_ms": NOW},
@@ -238,3 +238,43 @@ def test_any_malformed_payload_is_rejected_never_raises(payload, name):
     assert verdict.reason in {"malformed", "too_large", "bad_signature"}
     assert len(verdict.name) <= 32 and len(verdict.nonce) <= 128
     assert len(FUZZ_VERIFIER.nonces) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "expires", "expected"),
+    [
+        ("ack", {"alarm": "A1-1"}, 2**70, "malformed"),  # no clock reaches 2^70 ms
+        ("resend", {"from_seq": 1, "to_seq": 2**70}, NOW + 60_000, "malformed"),
+        (
+            "approve_withdrawal",
+            {"container": "c", "max_mg": 2**64, "persons": ["p"], "until_ms": NOW},
+            NOW + 60_000,
+            "malformed",
+        ),
+        ("approve", {"person": "p-1002"}, NOW + 60_000, "bad_args"),  # who approves?
+        ("ack", {"alarm": "A1-1", "comment": "line\nbreak"}, NOW + 60_000, "bad_args"),
+        ("ack", {"alarm": "A1-1", "comment": ""}, NOW + 60_000, "bad_args"),
+    ],
+)
+def test_numbers_out_of_range_and_bad_people_fields_are_refused_not_crashes(
+    verifier, caplog, name, args, expires, expected
+):
+    doc = wire.build_command(
+        device=DEVICE,
+        name=name,
+        args=args,
+        nonce="big",
+        issued_at_ms=NOW - 1000,
+        expires_at_ms=expires,
+        key=CENTRAL,
+    )
+    verdict = verifier.check(TOPIC + name, json.dumps(doc).encode(), NOW)
+    assert reason(verdict) == expected
+    assert "Traceback" not in caplog.text
+    assert len(verifier.nonces) == 0
+
+
+def test_an_ack_carries_who_and_why_to_the_rules(verifier):
+    args = {"alarm": "A1-1", "by": "p-1001", "comment": "扫描确认 fume hood on"}
+    verdict = verifier.check(TOPIC + "ack", command("ack", args), NOW)
+    assert verdict == CommandReceived(name="ack", args=args, nonce="n-1")
