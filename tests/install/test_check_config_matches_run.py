@@ -96,12 +96,6 @@ def outbox_of(device: str, pubkey: str) -> Callable[[Cabinet], None]:
     return change
 
 
-def own_pubkey(cabinet: Cabinet) -> str:
-    from agent.wire.key_files import read_key
-
-    return read_key(cabinet.state / "device.key").public.to_text()
-
-
 def set_attr(**values: str) -> Callable[[Cabinet], None]:
     def change(cabinet: Cabinet) -> None:
         for name, value in values.items():
