@@ -30,11 +30,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.wire import GENESIS_PREV, Envelope, SigningKey, build_envelope, event_topic
+from agent.wire import (
+    GENESIS_PREV,
+    Envelope,
+    SigningKey,
+    build_envelope,
+    event_topic,
+    write_new_key,
+)
 from bench.broker import HOST, _free_port
 from bench.postgres import PostgresCluster
 from bench.stats import ms, percentile
-from central.keys import generate_key_file
 from central.registry import Device, Registry, render_registry
 
 SITE = "city"
@@ -217,7 +223,7 @@ def _central(
         {c.device: Device(c.device, SITE, "", c.key.public) for c in [*fleet, alarmist]},
     )
     (work / "devices.toml").write_text(render_registry(registry))
-    generate_key_file(work / "central.key")
+    write_new_key(work / "central.key")
     (work / "central.toml").write_text(
         f'registry = "{work / "devices.toml"}"\ncentral_key = "{work / "central.key"}"\n'
         f'state_dir = "{work / "state"}"\n[database]\nurl = "{database_url}"\n'

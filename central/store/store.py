@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+import central.store.people as people
+import central.store.reads as reads
 from agent.wire import GENESIS_PREV
 from central.errors import CentralError
 from central.projections.advance import advance
 from central.projections.apply import Head
-from central.store import people, reads
 from central.store.engine import READ_ONLY, insert_ignore, make_engine, migrate, upsert
 from central.store.gaps import ResendAsk, due_resends
 from central.store.recording import (
