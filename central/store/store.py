@@ -283,6 +283,10 @@ class Store:
             )
         )
 
+    def stored_record(self) -> list[tuple[str, int, bytes]]:
+        """The whole stored record, (device, seq, payload) in order (`cabinetctl verify`)."""
+        return self._run(reads.record, write=False)
+
     def head_seq(self, device: str) -> int:
         """The highest stored seq of a device (0 if none)."""
         return self._run(lambda c: reads.top_seq(c, device), write=False)
