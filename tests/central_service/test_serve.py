@@ -34,12 +34,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def rigged(
-    tmp_path: Path, broker: Broker, sqlite_url: str
+    tmp_path: Path, broker: Broker, store_url: str
 ) -> Iterator[tuple[CentralRig, FakeFleet, list[FakeCabinet], Store]]:
+    """Three fake cabinets and the centre, on SQLite and on PostgreSQL (store_url)."""
     cabinets = [FakeCabinet(device=f"cab-{i}") for i in range(3)]
-    rig = CentralRig(tmp_path, broker.url, sqlite_url, cabinets)
+    rig = CentralRig(tmp_path, broker.url, store_url, cabinets)
     fleet = FakeFleet(broker.host, broker.port, cabinets, rig.central_pub)
-    store = Store.open(sqlite_url)
+    store = Store.open(store_url)
     yield rig, fleet, cabinets, store
     rig.stop_all()
     fleet.close()
