@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from central.store import Store
 from central.store.schema import events
-from tests.central.cabinet import FakeCabinet, forge
+from tests.central.cabinet import FakeCabinet, forge, write_registry
 from tests.central_service.rig import CentralRig, FakeFleet, wait_until
 from tests.support.broker import Broker, free_port
 
@@ -211,3 +211,28 @@ def test_two_serve_processes_share_the_stream_and_killing_one_loses_nothing(rigg
         assert conn.execute(select(func.count()).select_from(events)).scalar() == sum(
             len(c.envelopes) for c in cabinets
         )
+
+
+def test_a_cabinet_added_to_the_registry_while_serving_is_believed_from_then_on(
+    tmp_path: Path, broker: Broker, sqlite_url: str
+) -> None:
+    known, newcomer = FakeCabinet(device="cab-known"), FakeCabinet(device="cab-new")
+    rig = CentralRig(tmp_path, broker.url, sqlite_url, [known])
+    fleet = FakeFleet(broker.host, broker.port, [known, newcomer], rig.central_pub)
+    try:
+        rig.serve_ready()
+        with Store.open(sqlite_url) as store:
+            fleet.publish(newcomer, fleet.emit(newcomer, "system.started", {}))
+            wait_until(lambda: len(store.quarantine()) == 1, 20, "the stranger quarantined")
+            assert store.quarantine()[0].reason == "unknown device: not in the registry"
+            write_registry(rig.registry, known, newcomer)  # cabinetctl device add
+            wait_until(
+                lambda: "cab-new" in {c.device for c in store.cabinets()},
+                20,
+                "the registry re-read",
+            )
+            fleet.publish(newcomer, newcomer.envelopes[0])  # its resend of seq 1
+            wait_until(lambda: _stored(store, "cab-new") == 1, 20, "the newcomer's seq 1")
+    finally:
+        rig.stop_all()
+        fleet.close()
