@@ -14,7 +14,6 @@ central.store.recording, in the transaction that stores the envelope.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 
 from agent.wire import (
@@ -121,9 +120,3 @@ def _status(
         last_seq if type(last_seq) is int and last_seq >= 0 else None,
         received_ms,
     )
-
-
-def describe(payload: bytes) -> str:
-    """A short, safe text of a payload for logs (never the whole of it)."""
-    text = payload[:120].decode("utf-8", "replace")
-    return json.dumps(text, ensure_ascii=False)
