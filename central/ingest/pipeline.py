@@ -29,6 +29,25 @@ log = structlog.get_logger("central.ingest")
 GATHER_S = 0.005  # a batch waits this long for more messages: ~nothing for a lone alarm
 
 
+class InOrderAcks:
+    """Acknowledge in the order the broker delivered (MQTT 4.6), whatever order the
+    batches were stored in: an alarm stored first waits for the messages before it."""
+
+    def __init__(self, ack: Callable[[Incoming], None]) -> None:
+        self._ack = ack
+        self._next = 0
+        self._finished: dict[int, Incoming | None] = {}
+
+    def finished(self, messages: list[Incoming], *, stored: bool) -> None:
+        for message in messages:
+            self._finished[message.order] = message if stored else None
+        while self._next in self._finished:
+            done = self._finished.pop(self._next)
+            if done is not None:  # not stored: never acknowledged, asked for again
+                self._ack(done)
+            self._next += 1
+
+
 @dataclass
 class Counters:
     stored: int = 0
@@ -41,18 +60,20 @@ class Counters:
 class Ingest:
     def __init__(
         self,
-        client: IngestClient,
+        clients: list[IngestClient],
         store: Store,
         devices: Callable[[], Mapping[str, Device]],
         *,
         batch: int = 500,
     ) -> None:
-        self.client = client
+        self.clients = clients
+        self.messages = clients[0].messages  # one queue, shared by every connection
         self.store = store
         self.devices = devices
         self.batch = batch
         self.counters = Counters()
         self.database_ok = True
+        self.acks = {c.lane: InOrderAcks(c.ack) for c in clients}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
 
@@ -65,19 +86,35 @@ class Ingest:
 
     def _gather(self) -> list[Incoming]:
         try:
-            first = self.client.messages.get(timeout=0.2)
+            first = self.messages.get(timeout=0.2)
         except queue.Empty:
             return []
         batch = [first]
+        if first.rank == 0:
+            return batch + self._more_alarms()
         deadline = time.monotonic() + GATHER_S
         while len(batch) < self.batch:
             try:
-                batch.append(self.client.messages.get_nowait())
+                batch.append(self.messages.get_nowait())
             except queue.Empty:
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.001)
         return batch
+
+    def _more_alarms(self) -> list[Incoming]:
+        # An alarm's batch holds alarms only: it commits in milliseconds, not behind 500
+        # envelopes of a backlog.
+        alarms: list[Incoming] = []
+        while True:
+            try:
+                message = self.messages.get_nowait()
+            except queue.Empty:
+                return alarms
+            if message.rank != 0:
+                self.messages.put(message)
+                return alarms
+            alarms.append(message)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -87,6 +124,7 @@ class Ingest:
             try:
                 self.handle(messages)
             except Exception:  # a bug must not stop the ingest; unacknowledged = asked again
+                self._finished(messages, stored=False)
                 self.counters.failures += 1
                 log.exception("ingest.batch_failed", messages=len(messages))
 
@@ -107,9 +145,14 @@ class Ingest:
         outcomes = self._record(verified, rejected, presence)
         if outcomes is None:
             return  # stopping with the database down: nothing acknowledged
-        for message in messages:
-            self.client.ack(message)
+        self._finished(messages, stored=True)
         self._count(verified, outcomes, rejected)
+
+    def _finished(self, messages: list[Incoming], *, stored: bool) -> None:
+        for lane, acks in self.acks.items():
+            mine = [m for m in messages if m.lane == lane]
+            if mine:
+                acks.finished(mine, stored=stored)
 
     def _record(
         self, verified: list[Verified], rejected: list[Rejected], presence: list[Presence]

@@ -14,18 +14,16 @@ central.store.recording, in the transaction that stores the envelope.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 
 from agent.wire import (
+    ChainVerifier,
+    Failure,
+    Malformed,
     WireError,
-    canonical,
+    WrongDevice,
     category,
-    chain_hash,
-    parse_envelope,
-    parse_json,
-    parse_topic,
-    verify_envelope,
+    parse_json_object,
 )
 from central.registry import Device
 from central.store.recording import Presence, Rejected, Verified
@@ -36,14 +34,13 @@ Judgement = Verified | Rejected | Presence
 
 
 def split_topic(topic: str) -> tuple[str, str, str, str] | None:
-    """(site, device, kind, category) of `{prefix}/{site}/{device}/evt/{cat}` or `.../status`.
-
-    The prefix is whatever the subscription matched; the contract's reader does the rest.
-    """
-    where = parse_topic(topic.split("/", 1)[0], topic)
-    if where is None or where.kind == "cmd":
-        return None
-    return where.site, where.device, where.kind, where.name or ""
+    """(site, device, kind, category) of `{prefix}/{site}/{device}/evt/{cat}` or `.../status`."""
+    parts = topic.split("/")
+    if len(parts) == 5 and parts[3] == "evt":
+        return parts[1], parts[2], "evt", parts[4]
+    if len(parts) == 4 and parts[3] == "status":
+        return parts[1], parts[2], "status", ""
+    return None
 
 
 def judge(topic: str, payload: bytes, devices: Mapping[str, Device], received_ms: int) -> Judgement:
@@ -58,30 +55,36 @@ def judge(topic: str, payload: bytes, devices: Mapping[str, Device], received_ms
         return reject(f"too large: {len(payload)} bytes", topic_device)
     if kind == "status":
         return _status(payload, site, topic_device, devices, received_ms, reject)
-    try:
-        env = parse_envelope(payload)
-    except WireError as exc:
-        return reject(f"malformed: {exc}", topic_device)
-    device, seq = str(env["device"]), int(env["seq"])
-    if device != topic_device:
-        return reject(
-            f"wrong device: topic of {topic_device!r}, envelope of {device!r}", device, seq
-        )
-    known = devices.get(device)
+    # agent.wire's verifier, stateless half only: strict parse, device, signature. The
+    # chain half (links, forks) needs the stored record: central.store.recording.
+    known = devices.get(topic_device)
     if known is None:
-        return reject("unknown device: not in the registry", device, seq)
+        return reject("unknown device: not in the registry", topic_device, _claimed(payload))
+    checked = ChainVerifier(known.pubkey, topic_device).authenticate(payload)
+    if isinstance(checked, WrongDevice):
+        why = f"wrong device: topic of {topic_device!r}, envelope of {checked.claimed!r}"
+        return reject(why, topic_device, checked.seq)
+    if isinstance(checked, Failure):
+        kind = "malformed" if isinstance(checked, Malformed) else "forged or modified"
+        return reject(f"{kind}: {checked}", topic_device, checked.seq)
+    env = dict(checked.fields)
+    seq = checked.seq
     if known.site != site:
-        return reject(f"wrong site: {site!r}, the registry says {known.site!r}", device, seq)
+        return reject(f"wrong site: {site!r}, the registry says {known.site!r}", topic_device, seq)
     if category(str(env["type"])) != cat:
-        return reject(f"topic mismatch: {env['type']} on evt/{cat}", device, seq)
+        return reject(f"topic mismatch: {env['type']} on evt/{cat}", topic_device, seq)
+    if checked.payload != payload:
+        return reject("not in canonical form (the chain hashes canonical bytes)", topic_device, seq)
+    return Verified(env, checked.payload, checked.hash, topic, received_ms)
+
+
+def _claimed(payload: bytes) -> int | None:
+    """The seq a payload claims, for the quarantine row, if it says one at all."""
     try:
-        verify_envelope(env, known.pubkey)
-    except WireError as exc:
-        return reject(f"forged or modified: {exc}", device, seq)
-    exact = canonical(env)
-    if exact != payload:
-        return reject("not in canonical form (the chain hashes canonical bytes)", device, seq)
-    return Verified(env, exact, chain_hash(exact), topic, received_ms)
+        seq = parse_json_object(payload).get("seq")
+    except WireError:
+        return None
+    return seq if type(seq) is int else None
 
 
 def _status(
@@ -93,7 +96,7 @@ def _status(
     reject: Callable[..., Rejected],
 ) -> Rejected | Presence:
     try:
-        body = parse_json(payload)
+        body = parse_json_object(payload)
     except WireError as exc:
         return reject(f"malformed status: {exc}", device)
     if not isinstance(body, dict) or body.get("state") not in ("online", "offline"):
@@ -116,9 +119,3 @@ def _status(
         last_seq if type(last_seq) is int and last_seq >= 0 else None,
         received_ms,
     )
-
-
-def describe(payload: bytes) -> str:
-    """A short, safe text of a payload for logs (never the whole of it)."""
-    text = payload[:120].decode("utf-8", "replace")
-    return json.dumps(text, ensure_ascii=False)

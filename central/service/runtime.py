@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -97,7 +98,7 @@ def open_parts(config: CentralConfig, *, migrate: bool = True) -> Parts:
     try:
         key = read_key(config.central_key)
     except KeyFileError as exc:
-        raise CentralError(f"central_key: {exc}", EX_CONFIG) from None
+        raise CentralError(f"central_key {exc}", EX_CONFIG) from None
     policies = load_policies(config.policies, key.public)
     store = Store.open(config.database_url)
     try:
@@ -121,8 +122,14 @@ class Service:
         self.parts = parts
         config = parts.config
         self.client = IngestClient(config.broker, config.topic_prefix)
+        self.alarm_client = IngestClient(
+            config.broker, config.topic_prefix, lane="alarms", messages=self.client.messages
+        )
         self.ingest = Ingest(
-            self.client, parts.store, parts.registry.devices, batch=config.ingest.batch
+            [self.client, self.alarm_client],
+            parts.store,
+            parts.registry.devices,
+            batch=config.ingest.batch,
         )
         self.gateway = CommandGateway(
             parts.store,
@@ -135,16 +142,18 @@ class Service:
         self._ticker = threading.Thread(target=self._tick_loop, name="resend", daemon=True)
 
     def ingest_connected(self) -> bool:
-        return self.client.connected
+        return self.client.connected and self.alarm_client.connected
 
     def start(self) -> None:
         self.client.start()
+        self.alarm_client.start()
         self.ingest.start()
         self._ticker.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.client.stop()
+        self.alarm_client.stop()
         self.ingest.stop()
         self._ticker.join(5)
         self.parts.store.close()
@@ -228,6 +237,9 @@ def run(config: CentralConfig) -> None:
     # stop the ingest cleanly and exits 0 (systemd counts a clean stop as success).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    # The ingest thread is CPU-bound (verify, store); paho's network thread must still
+    # read the socket promptly, or an alarm waits behind a backlog it has not even read.
+    sys.setswitchinterval(0.001)
     parts = open_parts(config)
     service = Service(parts)
     service.start()
