@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from bench.broker import BenchBroker
+from bench.central_ingest import bench_central_ingest_postgres, bench_central_ingest_sqlite
 from bench.drain import bench_drain
 from bench.footprint import bench_footprint
 from bench.latency import bench_alarm_latency, bench_decision
@@ -36,6 +37,8 @@ BENCHMARKS: dict[str, Bench] = {
     "decision": bench_decision,
     "drain": bench_drain,
     "footprint": bench_footprint,
+    "central_ingest_sqlite": bench_central_ingest_sqlite,
+    "central_ingest_postgres": bench_central_ingest_postgres,
 }
 
 

@@ -34,6 +34,18 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "decision": (("p99_ms", "< 1"), ("p50_ms", ""), ("fsync_p99_ms", ""), ("floor_ratio", "")),
     "drain": (("ratio", "≥ 0.5"), ("live_alarm_max_ms", "< 1000"), ("drain_per_s", "")),
+    "central_ingest_sqlite": (
+        ("ratio", "≥ 0.5"),
+        ("alarm_p99_ms", "< 1000"),
+        ("events_per_s", ""),
+        ("raw_per_s", ""),
+    ),
+    "central_ingest_postgres": (
+        ("ratio", "≥ 0.5"),
+        ("alarm_p99_ms", "< 1000"),
+        ("events_per_s", ""),
+        ("raw_per_s", ""),
+    ),
     "footprint": (
         ("fsync_per_event", "≤ 0.05"),
         ("rss_mb", ""),

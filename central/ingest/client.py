@@ -19,12 +19,13 @@ PUBACK and checking its reason code.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,18 +42,25 @@ log = structlog.get_logger("central.ingest")
 SHARE_GROUP = "cabinet-central"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Incoming:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
+    """One received message; ordered for the queue: alarms first, then by arrival."""
+
+    rank: int  # 0: an alarm topic, 1: anything else
+    order: int  # arrival number: acknowledgements go out in this order
+    topic: str = field(compare=False)
+    payload: bytes = field(compare=False)
+    mid: int = field(compare=False)
+    qos: int = field(compare=False)
 
 
 class IngestClient:
     def __init__(self, broker: BrokerConfig, prefix: str) -> None:
         self.prefix = prefix
-        self.messages: queue.Queue[Incoming] = queue.Queue()
+        # An alarm overtakes a backlog (DESIGN §5: a new alarm is never delayed behind a
+        # drain); acknowledgements still go out in arrival order (pipeline.InOrderAcks).
+        self.messages: queue.PriorityQueue[Incoming] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._cond = threading.Condition()
         self._connected = False
         self._acks: dict[int, Any] = {}
@@ -180,7 +188,9 @@ class IngestClient:
         log.warning("broker.disconnected", reason=str(rc))
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.messages.put(Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+        rank = 0 if "/evt/alarm" in msg.topic else 1
+        order = next(self._arrivals)
+        self.messages.put(Incoming(rank, order, msg.topic, bytes(msg.payload), msg.mid, msg.qos))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
         with self._cond:

@@ -29,6 +29,25 @@ log = structlog.get_logger("central.ingest")
 GATHER_S = 0.005  # a batch waits this long for more messages: ~nothing for a lone alarm
 
 
+class InOrderAcks:
+    """Acknowledge in the order the broker delivered (MQTT 4.6), whatever order the
+    batches were stored in: an alarm stored first waits for the messages before it."""
+
+    def __init__(self, ack: Callable[[Incoming], None]) -> None:
+        self._ack = ack
+        self._next = 0
+        self._finished: dict[int, Incoming | None] = {}
+
+    def finished(self, messages: list[Incoming], *, stored: bool) -> None:
+        for message in messages:
+            self._finished[message.order] = message if stored else None
+        while self._next in self._finished:
+            done = self._finished.pop(self._next)
+            if done is not None:  # not stored: never acknowledged, asked for again
+                self._ack(done)
+            self._next += 1
+
+
 @dataclass
 class Counters:
     stored: int = 0
@@ -53,6 +72,7 @@ class Ingest:
         self.batch = batch
         self.counters = Counters()
         self.database_ok = True
+        self.acks = InOrderAcks(client.ack)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
 
@@ -87,6 +107,7 @@ class Ingest:
             try:
                 self.handle(messages)
             except Exception:  # a bug must not stop the ingest; unacknowledged = asked again
+                self.acks.finished(messages, stored=False)
                 self.counters.failures += 1
                 log.exception("ingest.batch_failed", messages=len(messages))
 
@@ -107,8 +128,7 @@ class Ingest:
         outcomes = self._record(verified, rejected, presence)
         if outcomes is None:
             return  # stopping with the database down: nothing acknowledged
-        for message in messages:
-            self.client.ack(message)
+        self.acks.finished(messages, stored=True)
         self._count(verified, outcomes, rejected)
 
     def _record(

@@ -5,56 +5,67 @@ are stored and link-checked as soon as they arrive, but projected only once ever
 before them is there, so the projections are a pure function of the stored record. A
 gap the device itself attests (a signed `system.outbox_dropped` naming the range: shed
 telemetry) is stepped over. Otherwise the projection waits for `resend` to fill it.
+
+The common case (a cabinet's next envelopes, in order, all in the batch being stored)
+is projected from the envelopes in hand; anything else re-reads the stored record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, select
 
-from agent.wire import GENESIS_PREV, parse_envelope
-from central.projections.apply import project
-from central.store.schema import cabinets, events
+from agent.wire import parse_envelope
+from central.projections.apply import Head, project
+from central.store.schema import events
 
 BATCH = 500
 
 
-def advance(conn: Connection, device: str) -> int:
-    """Project what follows the device's head; return how many envelopes were projected."""
-    row = conn.execute(
-        select(cabinets.c.projected_seq, cabinets.c.projected_hash).where(
-            cabinets.c.device == device
-        )
-    ).first()
-    if row is None:
-        return 0
-    head, head_hash = int(row.projected_seq), row.projected_hash or GENESIS_PREV
+def advance(
+    conn: Connection,
+    head: Head,
+    fresh: Mapping[int, tuple[Mapping[str, Any], str]] | None = None,
+    stored_beyond: bool = True,
+) -> int:
+    """Project what follows `head` (updated in place); return how many were projected.
+
+    `fresh`: seq -> (envelope, hash) just stored in this transaction; `stored_beyond`:
+    whether the store may hold other unprojected envelopes of this device.
+    """
+    fresh = fresh or {}
+    done = 0
+    if not stored_beyond:
+        while head.seq + 1 in fresh:
+            env, digest = fresh[head.seq + 1]
+            project(conn, env, head)
+            head.seq, head.hash, done = head.seq + 1, digest, done + 1
+        if not any(seq > head.seq for seq in fresh):
+            return done
+    return done + _from_store(conn, head)
+
+
+def _from_store(conn: Connection, head: Head) -> int:
     done = 0
     while True:
         rows = conn.execute(
             select(events.c.seq, events.c.prev, events.c.hash, events.c.payload)
-            .where(and_(events.c.device == device, events.c.seq > head))
+            .where(and_(events.c.device == head.device, events.c.seq > head.seq))
             .order_by(events.c.seq)
             .limit(BATCH)
         ).all()
         progressed = False
         for seq, prev, digest, payload in rows:
-            if seq != head + 1 and not _attested(conn, device, head + 1, seq - 1):
-                break
-            if seq == head + 1 and prev != head_hash and head > 0:
-                break  # cannot happen: storing refuses a broken link (defence in depth)
-            project(conn, parse_envelope(payload))
-            head, head_hash, done, progressed = seq, digest, done + 1, True
+            if seq != head.seq + 1 and not _attested(conn, head.device, head.seq + 1, seq - 1):
+                return done
+            if seq == head.seq + 1 and head.seq > 0 and prev != head.hash:
+                return done  # cannot happen: storing refuses a broken link (defence in depth)
+            project(conn, parse_envelope(payload), head)
+            head.seq, head.hash, done, progressed = seq, digest, done + 1, True
         if not progressed or len(rows) < BATCH:
-            break
-    if done:
-        conn.execute(
-            update(cabinets)
-            .where(cabinets.c.device == device)
-            .values(projected_seq=head, projected_hash=head_hash)
-        )
-    return done
+            return done
 
 
 def _attested(conn: Connection, device: str, lo: int, hi: int) -> bool:

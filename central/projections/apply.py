@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, select, update
@@ -22,7 +23,6 @@ from central.store.schema import (
     alarms,
     approvals,
     books,
-    cabinets,
     ledger,
     measurements,
     pending,
@@ -30,7 +30,22 @@ from central.store.schema import (
 )
 
 Envelope = Mapping[str, Any]
-Handler = Callable[[Connection, Envelope], None]
+
+
+@dataclass
+class Head:
+    """A cabinet's projection cursor and the cabinet fields folded from its events,
+    written back once per batch (not once per heartbeat)."""
+
+    device: str
+    seq: int  # every envelope up to here is projected
+    hash: str  # chain hash of envelope `seq` (GENESIS_PREV for 0)
+    boot: int | None = None
+    last_heartbeat_ms: int | None = None
+    outbox_unsent: int | None = None
+
+
+Handler = Callable[[Connection, Envelope, Head], None]
 
 
 def _int(data: Mapping[str, Any], key: str) -> int | None:
@@ -48,24 +63,19 @@ def _persons(data: Mapping[str, Any]) -> list[str]:
     return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
 
 
-def project(conn: Connection, env: Envelope) -> None:
+def project(conn: Connection, env: Envelope, head: Head) -> None:
+    head.boot = env["boot"]
     handler = HANDLERS.get(str(env["type"]))
-    conn.execute(
-        update(cabinets).where(cabinets.c.device == env["device"]).values(boot=env["boot"])
-    )
     if handler is not None:
-        handler(conn, env)
+        handler(conn, env, head)
 
 
 # --- cabinets -------------------------------------------------------------------------
 
 
-def _heartbeat(conn: Connection, env: Envelope) -> None:
-    conn.execute(
-        update(cabinets)
-        .where(cabinets.c.device == env["device"])
-        .values(last_heartbeat_ms=env["ts"], outbox_unsent=_int(env["data"], "outbox_unsent"))
-    )
+def _heartbeat(conn: Connection, env: Envelope, head: Head) -> None:
+    head.last_heartbeat_ms = env["ts"]
+    head.outbox_unsent = _int(env["data"], "outbox_unsent")
 
 
 # --- alarms ---------------------------------------------------------------------------
@@ -87,7 +97,7 @@ def _step(conn: Connection, env: Envelope, what: str, by: str | None, comment: s
     )
 
 
-def _alarm_raised(conn: Connection, env: Envelope) -> None:
+def _alarm_raised(conn: Connection, env: Envelope, head: Head) -> None:
     data = env["data"]
     alarm = _text(data, "alarm")
     if alarm is None:
@@ -108,7 +118,7 @@ def _alarm_raised(conn: Connection, env: Envelope) -> None:
     _step(conn, env, "raised", None, None)
 
 
-def _alarm_acknowledged(conn: Connection, env: Envelope) -> None:
+def _alarm_acknowledged(conn: Connection, env: Envelope, head: Head) -> None:
     data = env["data"]
     alarm, by, comment = _text(data, "alarm"), _text(data, "by"), _text(data, "comment")
     if alarm is None:
@@ -121,7 +131,7 @@ def _alarm_acknowledged(conn: Connection, env: Envelope) -> None:
     _step(conn, env, "acknowledged", by, comment)
 
 
-def _alarm_cleared(conn: Connection, env: Envelope) -> None:
+def _alarm_cleared(conn: Connection, env: Envelope, head: Head) -> None:
     data = env["data"]
     alarm, reason = _text(data, "alarm"), _text(data, "reason")
     if alarm is None:
@@ -137,7 +147,7 @@ def _alarm_cleared(conn: Connection, env: Envelope) -> None:
 # --- sessions and first badges --------------------------------------------------------
 
 
-def _granted(conn: Connection, env: Envelope) -> None:
+def _granted(conn: Connection, env: Envelope, head: Head) -> None:
     data = env["data"]
     session = _text(data, "session")
     persons = _persons(data)
@@ -157,7 +167,7 @@ def _granted(conn: Connection, env: Envelope) -> None:
     _forget_pending(conn, env, persons)
 
 
-def _session_closed(conn: Connection, env: Envelope) -> None:
+def _session_closed(conn: Connection, env: Envelope, head: Head) -> None:
     # The first of door.closed (the session's door shut) and access.closed (tap-out)
     # closes it; a later one does not move the time.
     session = _text(env["data"], "session")
@@ -176,7 +186,7 @@ def _session_closed(conn: Connection, env: Envelope) -> None:
     )
 
 
-def _pending(conn: Connection, env: Envelope) -> None:
+def _pending(conn: Connection, env: Envelope, head: Head) -> None:
     data = env["data"]
     person, expires = _text(data, "person"), _int(data, "expires_at_ms")
     if person is None or expires is None:
@@ -204,7 +214,7 @@ def _forget_pending(conn: Connection, env: Envelope, persons: list[str]) -> None
         )
 
 
-def _expired(conn: Connection, env: Envelope) -> None:
+def _expired(conn: Connection, env: Envelope, head: Head) -> None:
     person = _text(env["data"], "person")
     _forget_pending(conn, env, [person] if person else [])
 
@@ -284,15 +294,15 @@ def _measured(
     _book(conn, env, container, measured_mg=measured, book_mg=book)
 
 
-def _withdrawal(conn: Connection, env: Envelope) -> None:
+def _withdrawal(conn: Connection, env: Envelope, head: Head) -> None:
     _ledger(conn, env, "withdrawal", _int(env["data"], "amount_mg"))
 
 
-def _return(conn: Connection, env: Envelope) -> None:
+def _return(conn: Connection, env: Envelope, head: Head) -> None:
     _ledger(conn, env, "return", _int(env["data"], "amount_mg"))
 
 
-def _received(conn: Connection, env: Envelope) -> None:
+def _received(conn: Connection, env: Envelope, head: Head) -> None:
     data = env["data"]
     _ledger(conn, env, "received", _int(data, "book_mg"))
     container, measured = _text(data, "container"), _int(data, "measured_mg")
@@ -300,7 +310,7 @@ def _received(conn: Connection, env: Envelope) -> None:
         _measured(conn, env, container, measured, _int(data, "book_mg"))
 
 
-def _disposed(conn: Connection, env: Envelope) -> None:
+def _disposed(conn: Connection, env: Envelope, head: Head) -> None:
     data = env["data"]
     _ledger(conn, env, "disposed", _int(data, "book_mg"))
     container = _text(data, "container")
@@ -312,7 +322,7 @@ def _disposed(conn: Connection, env: Envelope) -> None:
         )
 
 
-def _adjusted(conn: Connection, env: Envelope) -> None:
+def _adjusted(conn: Connection, env: Envelope, head: Head) -> None:
     _ledger(conn, env, "adjusted", _int(env["data"], "delta_mg"))
 
 
@@ -328,15 +338,15 @@ def _slots(conn: Connection, env: Envelope, measured_key: str) -> None:
         _measured(conn, env, container, measured, _int(entry, "book_mg"))
 
 
-def _snapshot(conn: Connection, env: Envelope) -> None:
+def _snapshot(conn: Connection, env: Envelope, head: Head) -> None:
     _slots(conn, env, "mass_mg")
 
 
-def _stocktake(conn: Connection, env: Envelope) -> None:
+def _stocktake(conn: Connection, env: Envelope, head: Head) -> None:
     _slots(conn, env, "measured_mg")
 
 
-def _command_applied(conn: Connection, env: Envelope) -> None:
+def _command_applied(conn: Connection, env: Envelope, head: Head) -> None:
     # Who approved an amount or a disposal is in the command, not in the later withdrawal.
     data = env["data"]
     args = data.get("args")

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from collections.abc import Mapping
 from typing import Any
@@ -76,21 +77,34 @@ def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+# Statements are built once per (dialect, table, columns) and executed with parameters:
+# building and hashing a fresh Core expression costs more than running it on SQLite.
+@functools.cache
+def _insert_ignore(dialect: str, table: Table) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    key = next(iter(table.primary_key.columns))
+    # rowcount is -1 on psycopg for this statement: ask for the inserted key instead.
+    return module.insert(table).on_conflict_do_nothing().returning(key)
+
+
+@functools.cache
+def _upsert(dialect: str, table: Table, columns: frozenset[str], keys: tuple[str, ...]) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table)
+    changes = {k: stmt.excluded[k] for k in sorted(columns) if k not in keys}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
 def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
     """Insert one row unless its primary key (or a unique key) is taken; True if inserted."""
-    dialect = postgresql if is_postgres(conn) else sqlite
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    # rowcount is -1 on psycopg for this statement: ask for the inserted key instead.
-    key = next(iter(table.primary_key.columns))
-    return conn.execute(stmt.returning(key)).first() is not None
+    stmt = _insert_ignore(conn.dialect.name, table)
+    return conn.execute(stmt, dict(values)).first() is not None
 
 
 def upsert(conn: Connection, table: Table, values: Mapping[str, Any], keys: list[str]) -> None:
-    """Insert one row, or update its non-key columns where the primary key exists."""
-    dialect = postgresql if is_postgres(conn) else sqlite
-    stmt = dialect.insert(table).values(**values)
-    changes = {k: stmt.excluded[k] for k in values if k not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes))
+    """Insert one row, or update the given non-key columns where the primary key exists."""
+    stmt = _upsert(conn.dialect.name, table, frozenset(values), tuple(keys))
+    conn.execute(stmt, dict(values))
 
 
 def migrate(engine: Engine) -> None:

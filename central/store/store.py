@@ -19,12 +19,20 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from agent.wire import GENESIS_PREV
 from central.errors import CentralError
 from central.projections.advance import advance
+from central.projections.apply import Head
 from central.store import people, reads
 from central.store.engine import READ_ONLY, insert_ignore, make_engine, migrate, upsert
 from central.store.gaps import ResendAsk, due_resends
-from central.store.recording import Presence, Rejected, Verified, record_batch
+from central.store.recording import (
+    Presence,
+    Rejected,
+    Verified,
+    bump_change_mark,
+    record_batch,
+)
 from central.store.records import (
     Alarm,
     AlarmStep,
@@ -246,10 +254,20 @@ class Store:
         def everything(conn: Connection) -> int:
             total = 0
             for device in reset(conn):
-                total += advance(conn, device)
-            conn.execute(
-                update(meta).where(meta.c.key == "change_mark").values(value=meta.c.value + 1)
-            )
+                head = Head(device, 0, GENESIS_PREV)
+                total += advance(conn, head)
+                conn.execute(
+                    update(cabinets)
+                    .where(cabinets.c.device == device)
+                    .values(
+                        projected_seq=head.seq,
+                        projected_hash=head.hash,
+                        boot=head.boot,
+                        last_heartbeat_ms=head.last_heartbeat_ms,
+                        outbox_unsent=head.outbox_unsent,
+                    )
+                )
+            bump_change_mark(conn)
             return total
 
         return self._run(everything)

@@ -1,0 +1,327 @@
+"""central_ingest_sqlite / central_ingest_postgres: the centre under a city's stream.
+
+Pre-signed streams of 500 simulated cabinets (agent.wire envelopes, chained, a realistic
+mix: heartbeats, telemetry, badges, door, withdrawals) are published to the benchmark's
+mosquitto twice, the same bytes in the same order by the same publisher:
+- to a bare paho subscriber (another process, the same shared subscription, QoS 1,
+  nothing verified or stored): its received msgs/s is the baseline;
+- to `cabinet-central serve` (another process, a fresh database): verified-and-stored
+  events/s, i.e. from the first publish until the last envelope is in the database.
+`ratio` = stored/s ÷ baseline/s (goal ≥ 0.5). Meanwhile one more cabinet raises alarms
+at intervals; `alarm_p99_ms` is the time from its publish until the alarm is in the
+open-alarms query (the store's `alarms(state="open")`, which `GET /api/alarms` serves).
+Goal < 1000 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.wire import GENESIS_PREV, Envelope, SigningKey, build_envelope, event_topic
+from bench.broker import HOST, _free_port
+from bench.postgres import PostgresCluster
+from bench.stats import ms, percentile
+from central.keys import generate_key_file
+from central.registry import Device, Registry, render_registry
+
+SITE = "city"
+WINDOW = 200  # publisher's QoS 1 window
+T0_MS = 1_795_338_000_000
+MIX = (
+    (
+        "system.heartbeat",
+        {"uptime_s": 60, "outbox_unsent": 0, "oldest_unsent_age_s": None, "uplink": "up"},
+    ),
+    ("env.reading", {"voc_ppb": 120}),
+    ("access.pending", {"person": "p-1001", "reader": "A", "expires_at_ms": T0_MS + 30_000}),
+    (
+        "access.granted",
+        {"persons": ["p-1001", "p-1002"], "readers": ["A", "B"], "mode": "local", "session": "s"},
+    ),
+    ("door.opened", {"session": "s"}),
+    (
+        "inventory.withdrawal",
+        {
+            "session": "s",
+            "persons": ["p-1001", "p-1002"],
+            "slot": 3,
+            "container": "c-NaCN-01",
+            "cas": "143-33-9",
+            "amount_mg": 500,
+            "book_mg": 499_500,
+            "approval": None,
+            "purpose": None,
+        },
+    ),
+    ("door.closed", {"session": "s"}),
+    ("env.reading", {"voc_ppb": 130}),
+)
+
+
+@dataclass
+class Cabinet:
+    device: str
+    key: SigningKey
+    envelopes: list[Envelope]
+
+    def emit(self, type_: str, data: dict[str, Any], sev: str = "info") -> Envelope:
+        prev = self.envelopes[-1].hash if self.envelopes else GENESIS_PREV
+        seq = len(self.envelopes) + 1
+        env = build_envelope(
+            device=self.device,
+            boot=1,
+            seq=seq,
+            ts=T0_MS + seq * 1000,
+            mono=seq * 1000,
+            clock_ok=True,
+            type=type_,
+            sev=sev,
+            data=data,
+            prev=prev,
+            key=self.key,
+        )
+        self.envelopes.append(env)
+        return env
+
+
+def make_fleet(cabinets: int, per_cabinet: int) -> list[Cabinet]:
+    fleet = []
+    for i in range(cabinets):
+        cab = Cabinet(f"cab-{i:05d}", SigningKey.generate(), [])
+        cab.emit("system.started", {"version": "bench", "boot": 1, "resumed_from_seq": 0})
+        for k in range(per_cabinet - 1):
+            type_, data = MIX[k % len(MIX)]
+            cab.emit(type_, data)
+        fleet.append(cab)
+    return fleet
+
+
+def interleaved(fleet: list[Cabinet]) -> list[tuple[str, bytes]]:
+    """Round-robin over the cabinets, each in seq order: how a city's stream arrives."""
+    out = []
+    for k in range(max(len(c.envelopes) for c in fleet)):
+        for cab in fleet:
+            if k < len(cab.envelopes):
+                env = cab.envelopes[k]
+                out.append((event_topic("cabinet", SITE, cab.device, env.type), env.payload))
+    return out
+
+
+class Publisher:
+    """One paho client driven from its own thread, QoS 1, a window of WINDOW in flight."""
+
+    def __init__(self, port: int) -> None:
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
+        )
+        self.client.max_inflight_messages_set(WINDOW)
+        self.client.max_queued_messages_set(0)
+        self.client.connect(HOST, port)
+        self.client.loop_start()
+
+    def publish_all(self, stream: list[tuple[str, bytes]]) -> None:
+        infos = [self.client.publish(topic, payload, qos=1) for topic, payload in stream]
+        for info in infos:
+            info.wait_for_publish(120)
+
+    def publish_one(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def bare_subscriber(port: int, count: int) -> None:
+    """Child process: receive `count` messages, print seconds from the first to the last."""
+    got = 0
+    first = last = 0.0
+    done = threading.Event()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        nonlocal got, first, last
+        got += 1
+        last = time.perf_counter()
+        if got == 1:
+            first = last
+        if got >= count:
+            done.set()
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id=f"bench-bare-{os.getpid()}"
+    )
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: print("subscribed", flush=True)
+    client.connect(HOST, port)
+    client.subscribe("$share/cabinet-central/cabinet/+/+/evt/#", qos=1)
+    client.loop_start()
+    done.wait(600)
+    print(json.dumps({"received": got, "seconds": last - first}), flush=True)
+    client.loop_stop()
+
+
+def _baseline(port: int, stream: list[tuple[str, bytes]]) -> float:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.central_ingest", "bare", str(port), str(len(stream))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != "subscribed":
+        raise RuntimeError("the bare subscriber did not subscribe")
+    publisher = Publisher(port)
+    publisher.publish_all(stream)
+    answer = json.loads(child.stdout.readline())
+    elapsed = max(answer["seconds"], 1e-6)  # from its first message to its last
+    publisher.close()
+    child.wait(30)
+    return float(answer["received"]) / elapsed
+
+
+def _central(
+    port: int,
+    database_url: str,
+    fleet: list[Cabinet],
+    alarmist: Cabinet,
+    stream: list[tuple[str, bytes]],
+    alarms: int,
+    work: Path,
+) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from central.store import Store
+    from central.store.schema import events
+
+    registry = Registry(
+        work / "devices.toml",
+        {c.device: Device(c.device, SITE, "", c.key.public) for c in [*fleet, alarmist]},
+    )
+    (work / "devices.toml").write_text(render_registry(registry))
+    generate_key_file(work / "central.key")
+    (work / "central.toml").write_text(
+        f'registry = "{work / "devices.toml"}"\ncentral_key = "{work / "central.key"}"\n'
+        f'state_dir = "{work / "state"}"\n[database]\nurl = "{database_url}"\n'
+        f'[broker]\nurl = "mqtt://{HOST}:{port}"\n[http]\nlisten = "{HOST}:{_free_port()}"\n'
+    )
+    log = (work / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "central.service",
+            "serve",
+            "--config",
+            str(work / "central.toml"),
+            "--log-format",
+            "json",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    store = Store.open(database_url)
+    try:
+        deadline = time.monotonic() + 60
+        while b"broker.subscribed" not in (work / "serve.log").read_bytes():
+            if serve.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((work / "serve.log").read_text()[-2000:])
+            time.sleep(0.05)
+        publisher = Publisher(port)
+        latencies: list[float] = []
+        alarm_stream = [
+            alarmist.emit("alarm.raised", {"alarm": f"A1-{n}", "kind": "leak"}, "alarm")
+            for n in range(1, alarms + 1)
+        ]
+
+        def raise_alarms() -> None:
+            for n, env in enumerate(alarm_stream, start=1):
+                time.sleep(0.2)
+                sent = time.perf_counter()
+                publisher.publish_one(
+                    event_topic("cabinet", SITE, alarmist.device, env.type), env.payload
+                )
+                while True:
+                    shown = {a.alarm for a in store.alarms("open", device=alarmist.device)}
+                    if f"A1-{n}" in shown:
+                        latencies.append(time.perf_counter() - sent)
+                        break
+                    time.sleep(0.005)
+
+        t0 = time.perf_counter()
+        alarm_thread = threading.Thread(target=raise_alarms)
+        alarm_thread.start()
+        publisher.publish_all(stream)
+        total = len(stream)
+        while True:
+            with store.connection() as conn:
+                stored = conn.execute(select(func.count()).select_from(events)).scalar() or 0
+            if stored >= total + alarms or time.perf_counter() - t0 > 600:
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+        alarm_thread.join(120)
+        publisher.close()
+        return {"stored": int(stored) - alarms, "seconds": elapsed, "latencies": latencies}
+    finally:
+        serve.terminate()
+        serve.wait(30)
+        store.close()
+
+
+def _run(name: str, port: int, quick: bool, postgres: bool) -> dict[str, Any]:
+    cabinets, per_cabinet, alarms = (500, 4, 5) if quick else (500, 40, 25)
+    fleet = make_fleet(cabinets, per_cabinet)
+    alarmist = Cabinet("cab-alarms", SigningKey.generate(), [])
+    stream = interleaved(fleet)
+    baseline = _baseline(port, stream)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    cluster = PostgresCluster().start() if postgres else None
+    try:
+        url = cluster.new_database() if cluster else f"sqlite:///{work / 'central.db'}"
+        # a second, fresh stream of the same shape: the bare run must not pre-fill anything
+        fleet2 = make_fleet(cabinets, per_cabinet)
+        run = _central(port, url, fleet2, alarmist, interleaved(fleet2), alarms, work)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+    per_s = run["stored"] / run["seconds"]
+    lat = run["latencies"]
+    return {
+        "name": name,
+        "ratio": round(per_s / baseline, 3),
+        "events_per_s": round(per_s),
+        "raw_per_s": round(baseline),
+        "events": run["stored"],
+        "cabinets": cabinets,
+        "alarm_p50_ms": ms(percentile(lat, 50)) if lat else None,
+        "alarm_p99_ms": ms(percentile(lat, 99)) if lat else None,
+        "alarms": len(lat),
+    }
+
+
+def bench_central_ingest_sqlite(port: int, url: str, quick: bool) -> dict[str, Any]:
+    return _run("central_ingest_sqlite", port, quick, postgres=False)
+
+
+def bench_central_ingest_postgres(port: int, url: str, quick: bool) -> dict[str, Any]:
+    return _run("central_ingest_postgres", port, quick, postgres=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["bare"]:
+        bare_subscriber(int(sys.argv[2]), int(sys.argv[3]))
