@@ -72,6 +72,7 @@ def test_a_session_older_than_the_idle_limit_is_signed_out(make_client):
             return int(time.time()) - 9 * 3600
 
     stale = NineHoursAgo(SECRET).sign(payload).decode()
+    client.cookies.clear()
     client.cookies.set("cabinet_session", stale)
     assert client.get("/", follow_redirects=False).status_code == 303
 
