@@ -73,7 +73,7 @@ class ReconnectSchedule:
 
 
 class TokenBucket:
-    """Paces the backlog drain (DESIGN.md §5: ordered, rate-bounded).
+    """Paces the backlog drain (docs/protocol.md: delivery is ordered and rate-bounded).
 
     `burst` tokens at most, refilled at `rate_per_s`; the caller passes monotonic time
     so tests can drive it without sleeping.

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import click
 
 from agent import __version__
-from agent.keys import KeyFileError, read_key, write_new_key
 from agent.logs import configure
 from agent.wire import SigningKey
+from agent.wire.key_files import KeyFileError, read_key, write_new_key
 from config.loading import EX_CONFIG, ConfigError, load_model
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def replay(
     "--scenario",
     "scenario_file",
     type=click.Path(path_type=Path),
-    help="scenario for the simulated cabinet (DESIGN.md §4.6)",
+    help="scenario for the simulated cabinet (JSON Lines, see examples/scenarios/)",
 )
 @click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True)
 @click.option(
@@ -163,9 +163,9 @@ def run(
 ) -> None:
     """Run the agent: drivers, rules, outbox, uplink, health."""
     from agent.daemon import Daemon, RunOptions, StartupError
-    from agent.keys import KeyFileError
     from agent.outbox import OutboxError
     from agent.policy_source import PolicyError
+    from agent.wire.key_files import KeyFileError
     from config.agent import load_agent_config
 
     try:

@@ -3,7 +3,7 @@
 Why it matters: a Raspberry Pi has no battery-backed RTC. After a power cut it boots with
 the time fake-hwclock saved at the last shutdown (or the image's build date), which can be
 days or months behind, until an NTP daemon fixes it; a cabinet in a basement lab may stay
-offline for hours. Every event carries `clock_ok` (DESIGN.md §4.1) so the centre knows
+offline for hours. Every event carries `clock_ok` (docs/protocol.md, "Envelope") so the centre knows
 which `ts` values it can trust, and an unsynchronised start raises `clock_unsynced`.
 A plausible-looking date proves nothing, because fake-hwclock makes every date plausible.
 
@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
+
+from agent.periodic import Periodic
+from rules.inputs import ClockStatus
 
 log = structlog.get_logger("clocksync")
 
@@ -185,3 +188,31 @@ def clock_synchronized() -> bool | None:
     """
     state = read_kernel_clock()
     return None if state is None else state.synchronized
+
+
+class ClockWatch(Periodic):
+    """Checks the clock every `period_s`; posts `ClockStatus` to the core when it changes.
+
+    `ok` is what the core stamps as `clock_ok` on every event (read from the core
+    thread; a bool written by one thread and read by another needs no lock).
+    """
+
+    def __init__(
+        self,
+        post: Callable[[ClockStatus], None],
+        *,
+        period_s: float = 60.0,
+        probe: Callable[[], bool | None] = clock_synchronized,
+    ) -> None:
+        self._post, self._probe = post, probe
+        self.ok = bool(probe())
+        super().__init__("clock-watch", period_s, self.check)
+
+    def check(self) -> None:
+        synced = bool(self._probe())
+        if synced != self.ok:
+            self.ok = synced
+            state = read_kernel_clock()
+            details = state.log_fields() if state is not None else {}
+            log.info("clock.sync_changed", **{**details, "synchronized": synced})
+            self._post(ClockStatus(synced))

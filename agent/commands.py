@@ -1,4 +1,4 @@
-"""Signed commands from the centre (DESIGN.md §4.5): verify, then hand to the core.
+"""Signed commands from the centre (docs/protocol.md, "Commands"): verify, then hand to the core.
 
 `CommandVerifier.check` turns one MQTT message into exactly one input for the core:
 `CommandReceived`, `PolicyLoaded` or `CommandRejected(reason)`. It never raises on
@@ -34,19 +34,12 @@ log = structlog.get_logger("commands")
 
 Verdict = CommandReceived | PolicyLoaded | CommandRejected
 
-COMMAND_FIELDS: Final = frozenset(
-    {"v", "device", "name", "nonce", "issued_at_ms", "expires_at_ms", "args", "sig"}
-)
-MAX_DEPTH: Final = 32  # a real policy command nests ~8 deep
+COMMAND_FIELDS: Final = wire.COMMAND_FIELDS
 POLICY_FILE: Final = "policy.json"
 PURGE_EVERY_MS: Final = 10 * 60 * 1000
-# A command's nonce is kept until the command expires; a signed command meant to stay
-# valid for months would pin its nonce (and be replayable by anyone who kept a copy
-# after a nonce-store loss) for that long. Commands are short-lived by design.
-MAX_VALIDITY_MS: Final = 7 * 24 * 3600 * 1000
-_NAME_RE: Final = re.compile(r"^[a-z_]{1,32}$")
-_NONCE_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SIGNATURE_ERRORS: Final = frozenset({"bad signature", "missing sig", "not unpadded base64url"})
+MAX_VALIDITY_MS: Final = wire.COMMAND_MAX_VALIDITY_MS
+_NAME_RE: Final = wire.NAME_PATTERN
+_NONCE_RE: Final = wire.NONCE_PATTERN
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -112,6 +105,9 @@ class _Refused(Exception):
         self.reason = reason
 
 
+PolicyRefused = _Refused  # what `open_policy` raises, for callers outside this module
+
+
 # --- the verifier ------------------------------------------------------------------------
 
 
@@ -121,7 +117,7 @@ class CommandVerifier:
         device: str,
         central_key: wire.VerifyKey,
         nonces: NonceStore,
-        max_payload: int = 64 * 1024,
+        max_payload: int = wire.COMMAND_MAX_BYTES,
     ) -> None:
         self.device = device
         self.central_key = central_key
@@ -149,17 +145,12 @@ class CommandVerifier:
         if len(payload) > self.max_payload:
             raise _Refused("too_large")
         try:
-            # Decode strictly as UTF-8 (json.loads would also guess UTF-16/32 from bytes)
-            # and refuse duplicate keys: the signature covers one reading of the text.
-            doc = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
-        except (ValueError, RecursionError) as exc:
-            log.debug("command.unparseable", error=type(exc).__name__)
+            # The contract's strict reader: UTF-8 only, no duplicate keys (the signature
+            # covers one reading of the text), no floats, bounded depth.
+            return wire.parse_json_object(payload)
+        except wire.MalformedJson as exc:
+            log.debug("command.unparseable", error=str(exc)[:80])
             raise _Refused("malformed") from None
-        if not isinstance(doc, dict):
-            raise _Refused("malformed")
-        if not _shallow_enough(doc) or _has_float(doc):
-            raise _Refused("malformed")
-        return doc
 
     def _verify(self, doc: dict[str, Any], topic: str, now_ms: int) -> Verdict:
         if set(doc) != COMMAND_FIELDS:
@@ -224,9 +215,10 @@ def open_policy(document: Any, central_key: wire.VerifyKey) -> Policy:
     """Verify a signed policy and validate it; raise _Refused with the reason."""
     try:
         inner = wire.open_signed_policy(document, central_key)
-    except wire.WireError as exc:
-        signature = str(exc) in _SIGNATURE_ERRORS
-        raise _Refused("bad_policy_signature" if signature else "invalid_policy") from None
+    except wire.SignatureError:
+        raise _Refused("bad_policy_signature") from None
+    except wire.WireError:
+        raise _Refused("invalid_policy") from None
     try:
         return Policy.model_validate(inner)
     except ValidationError:
@@ -236,42 +228,6 @@ def open_policy(document: Any, central_key: wire.VerifyKey) -> Policy:
 def _safe(value: object, pattern: re.Pattern[str], default: str = "") -> str:
     """Echo an unverified name/nonce into a signed event only if it is short and plain."""
     return value if isinstance(value, str) and pattern.match(value) else default
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError("duplicate key")
-        out[key] = value
-    return out
-
-
-def _shallow_enough(doc: object) -> bool:
-    stack: list[tuple[object, int]] = [(doc, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return False
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-    return True
-
-
-def _has_float(doc: object) -> bool:
-    # §4.1: integers only; a float (or NaN, Infinity) has no canonical form to sign.
-    stack: list[object] = [doc]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, float):
-            return True
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return False
 
 
 # --- the persisted policy ----------------------------------------------------------------

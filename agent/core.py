@@ -76,13 +76,8 @@ class Core:
         self._order = 0
         self._pending_drafts: list[Draft] = []
         self._pending_actions: list[Effect] = []
-        self.errors = 0
+        self.errors = 0  # reported in status.json (counters)
         self.committed_events = 0
-        # Set while the core waits for input; cleared while it steps, commits and applies
-        # a batch. The uplink defers to it (Uplink.defer_to): the two threads share one
-        # interpreter lock, and a decision should not wait for a PUBACK's bookkeeping.
-        self.quiet = threading.Event()
-        self.quiet.set()
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -126,14 +121,10 @@ class Core:
                     batch.append(self.inbox.get_nowait())
             except queue.Empty:
                 pass
-            self.quiet.clear()
-            try:
-                self.process(batch)
-                self.fire_due()
-                self.hooks.beat("core")
-                self._call(self.hooks.idle)
-            finally:
-                self.quiet.set()
+            self.process(batch)
+            self.fire_due()
+            self.hooks.beat("core")
+            self._call(self.hooks.idle)
             if self.rules.stopped and not self._pending_drafts:
                 return
 

@@ -21,17 +21,18 @@ import structlog
 
 from agent import __version__
 from agent.clock import Clock, ScaledClock, SystemClock
-from agent.clocksync import clock_synchronized
+from agent.clocksync import ClockWatch, clock_synchronized
 from agent.commands import CommandVerifier, load_persisted_policy, persist_policy
 from agent.core import Core, CoreHooks
-from agent.health import Health, LoopMonitor, status_line
-from agent.keys import read_key, write_new_key
+from agent.health import Health, LoopMonitor, ProgressWatch, status_line
+from agent.heartbeat import Heartbeat
 from agent.nonces import NonceStore
 from agent.outbox import Outbox
 from agent.policy_source import PolicyError, read_policy_file
-from agent.status import rules_view, write_status
+from agent.status import StatusFile
 from agent.uplink import Uplink
 from agent.wire import VerifyKey, WireError
+from agent.wire.key_files import read_key, write_new_key
 from config.agent import AgentConfig
 from config.loading import ConfigError
 from drivers.base import Driver
@@ -43,8 +44,7 @@ from rules.effects import OutputName
 
 log = structlog.get_logger("daemon")
 
-STOP_BUDGET_S = 4.5  # SIGTERM -> exit 0 within 5 s (DESIGN: systemd's TimeoutStopSec)
-CLOCK_CHECK_S = 60
+STOP_BUDGET_S = 4.5  # SIGTERM -> exit 0 within 5 s (systemd's TimeoutStopSec)
 
 
 class StartupError(Exception):
@@ -70,10 +70,8 @@ class Daemon:
         self.health = Health(self.monitor, stall_s=config.health.watchdog_stall_s)
         self.drivers: list[Driver] = []
         self._outputs: dict[OutputName, list[Driver]] = {}
-        self._clock_ok = False
-        self._view: dict[str, Any] = {}
-        self._view_at = 0.0
         self._stop_started: float | None = None
+        self._scenario_done_at: float | None = None
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         self.key = self._device_key()
@@ -85,14 +83,16 @@ class Daemon:
         if options.scenario is not None:
             self.clock = ScaledClock(int(time.time() * 1000), options.speed)
         self.rules = CabinetRules(config.device, __version__)
+        # Looked up at each check, so a test can stand in for the kernel's answer.
+        self.clock_watch = ClockWatch(self._post, probe=lambda: clock_synchronized())
         hooks = CoreHooks(
             apply_output=self._apply_output,
             committed=self._committed,
             republish=lambda lo, hi: self.uplink.republish(lo, hi),
             persist_policy=self._persist_policy,
             beat=self.monitor.beat,
-            idle=self._refresh_view,
-            clock_ok=lambda: self._clock_ok,
+            idle=lambda: self.status.refresh(self.rules, self.clock.now()),
+            clock_ok=lambda: self.clock_watch.ok,
         )
         self.core = Core(self.rules, self.outbox, self.clock, hooks)
         verifier = CommandVerifier(
@@ -107,7 +107,21 @@ class Daemon:
             post=self.core.post,
             verifier=verifier,
         )
-        self.uplink.defer_to(self.core.quiet)
+        identity = {"device": config.device, "site": config.site, "boot": self.outbox.boot}
+        self.status = StatusFile(state, {**identity, "version": __version__}, self._counters)
+        self.heartbeat = Heartbeat(
+            outbox=self.outbox,
+            uplink_state=lambda: self.uplink.state,
+            clock=self.clock,
+            health=self.health,
+            status=self.status,
+            post=self._post,
+            every_s=config.health.heartbeat_s,
+        )
+        period = min(0.25, config.health.watchdog_stall_s / 4)
+        self.uplink_watch = ProgressWatch(
+            self.monitor, "uplink", lambda: self.uplink.progress, period
+        )
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -157,48 +171,61 @@ class Daemon:
     def run(self) -> int:
         for loop in ("core", "outbox", "uplink"):
             self.monitor.register(loop)
-        self._clock_ok = bool(clock_synchronized())
         self.core.process(
             [
                 i.Started(__version__, self.outbox.boot),
-                i.ClockStatus(self._clock_ok),
+                i.ClockStatus(self.clock_watch.ok),
                 *self._initial_policies(),
             ]
         )
         self._start_drivers()
-        self._view = rules_view(self.rules, self.clock.now())  # core thread not running yet
-        self._write_status(self.outbox.stats().unsent, None)
+        self.status.refresh(self.rules, self.clock.now())  # core thread not running yet
+        self.status.write(self.uplink.state, self.outbox.stats().unsent, None)
         self.uplink.start()
         self.health.start()
         self.health.ready(status_line("connecting", self.outbox.stats().unsent))
-        side = threading.Thread(target=self._side_loop, name="heartbeat", daemon=True)
-        side.start()
-        watcher = threading.Thread(target=self._watch_uplink, name="uplink-watch", daemon=True)
-        watcher.start()
+        for part in (self.heartbeat, self.clock_watch, self.uplink_watch):
+            part.start()
         log.info(
             "daemon.ready",
             device=self.config.device,
             boot=self.outbox.boot,
             last_seq=self.outbox.last_seq,
         )
-        core = threading.Thread(target=self._core_loop, name="core", daemon=True)
+        core = threading.Thread(target=self.core.run, args=(threading.Event(),), name="core")
+        core.daemon = True
         core.start()
+        self._serve(core)
+        self._shutdown()
+        return 0
+
+    def _serve(self, core: threading.Thread) -> None:
+        """Main thread, until the core ends: SIGHUP, the scenario's end, SIGTERM."""
         while core.is_alive():
             core.join(0.2)
-            if self.stop_requested.is_set() and not self.rules.stopped:
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            if self._scenario_over():
+                self.stop_requested.set()
+            if self.stop_requested.is_set():
+                # The core ends by itself once the rules have stopped; this only asks.
                 self._stop_started = time.monotonic()
                 self.health.stopping()
                 self.core.post(i.Stopping("signal"))
                 deadline = self._stop_started + 1.5
                 while core.is_alive() and time.monotonic() < deadline:
                     core.join(0.05)
-                break
-        self._shutdown()
-        return 0
+                return
 
-    def _core_loop(self) -> None:
-        stop = threading.Event()
-        self.core.run(stop)
+    def _scenario_over(self) -> bool:
+        sim = getattr(self, "sim", None)
+        linger = self.options.exit_after_scenario_s
+        if sim is None or linger is None or not sim.finished.is_set():
+            return False
+        now = time.monotonic()
+        self._scenario_done_at = self._scenario_done_at or now
+        return now - self._scenario_done_at >= linger
 
     def _start_drivers(self) -> None:
         from drivers.registry import build_drivers, check_outputs
@@ -240,91 +267,29 @@ class Daemon:
     def _committed(self, envelopes: list[Any]) -> None:
         self.uplink.notify(envelopes)
 
-    # --- heartbeat, status file, clock watch, SIGHUP, scenario end ----------------------
+    def _post(self, item: i.AnyInput) -> None:
+        self.core.post(item)  # looked up at each call: tests tap the core's inbox
 
-    def _side_loop(self) -> None:
-        next_beat = time.monotonic() + self.config.health.heartbeat_s
-        next_clock = time.monotonic() + CLOCK_CHECK_S
-        started = time.monotonic()
-        finished_at: float | None = None
-        while not self.stop_requested.is_set() and not self.rules.stopped:
-            now = time.monotonic()
-            stats = self.outbox.stats()
-            age = (
-                None
-                if stats.oldest_unsent_ts is None
-                else max(0, (self.clock.now().wall_ms - stats.oldest_unsent_ts) // 1000)
-            )
-            self.health.set_status(status_line(self.uplink.state, stats.unsent, age))
-            self._write_status(stats.unsent, age)
-            if now >= next_beat:
-                next_beat = now + self.config.health.heartbeat_s
-                self.core.post(
-                    i.Heartbeat(
-                        {
-                            "uptime_s": int(now - started),
-                            "outbox_unsent": stats.unsent,
-                            "oldest_unsent_age_s": age,
-                            "uplink": self.uplink.state,
-                            "outbox_over_cap": stats.over_cap,
-                        }
-                    )
-                )
-            if now >= next_clock:
-                next_clock = now + CLOCK_CHECK_S
-                synced = bool(clock_synchronized())
-                if synced != self._clock_ok:
-                    self._clock_ok = synced
-                    self.core.post(i.ClockStatus(synced))
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
-                self._reload()
-            sim = getattr(self, "sim", None)
-            if (
-                sim is not None
-                and sim.finished.is_set()
-                and self.options.exit_after_scenario_s is not None
-            ):
-                finished_at = finished_at or now
-                if now - finished_at >= self.options.exit_after_scenario_s:
-                    self.stop_requested.set()
-            self.stop_requested.wait(1.0)
+    def _counters(self) -> dict[str, int]:
+        # Plain ints owned by other threads: a slightly stale figure is fine here.
+        counters = {
+            "core_errors": self.core.errors,
+            "events_committed": self.core.committed_events,
+            "side_task_failures": sum(
+                part.failures for part in (self.heartbeat, self.clock_watch, self.uplink_watch)
+            ),
+            "watchdog_pets": self.health.pets,
+            "watchdog_check_failures": self.health.check_failures,
+            **{f"uplink_{k}": v for k, v in self.uplink.stats().items() if k != "unsent"},
+        }
+        for driver in self.drivers:
+            # Drivers that count what they see (reads, bus errors, ...) offer counters().
+            driver_counters = getattr(driver, "counters", None)
+            if callable(driver_counters):
+                counters.update({f"{driver.name}_{k}": v for k, v in driver_counters().items()})
+        return counters
 
-    def _watch_uplink(self) -> None:
-        # The uplink counts its own loop's turns; a counter that stops moving means its
-        # thread is stuck (or dead), and the watchdog must then stop being petted.
-        seen = -1
-        period = min(0.25, self.config.health.watchdog_stall_s / 4)
-        while not self.stop_requested.wait(period):
-            progress = self.uplink.progress
-            if progress != seen:
-                seen = progress
-                self.monitor.beat("uplink")
-
-    def _refresh_view(self) -> None:
-        # Core thread: the only one allowed to read rule state. Swapping the reference
-        # hands a finished snapshot to the status writer.
-        now = time.monotonic()
-        if now - self._view_at >= 0.5:
-            self._view_at = now
-            self._view = rules_view(self.rules, self.clock.now())
-
-    def _write_status(self, unsent: int, age: int | None) -> None:
-        try:
-            status = {
-                **self._view,
-                "device": self.config.device,
-                "site": self.config.site,
-                "boot": self.outbox.boot,
-                "uplink": self.uplink.state,
-                "backlog": unsent,
-                "oldest_unsent_age_s": age,
-                "updated_ms": int(time.time() * 1000),
-                "version": __version__,
-            }
-            write_status(self.config.state_dir, status)
-        except OSError as exc:
-            log.warning("status.write_failed", error=str(exc))
+    # --- SIGHUP ----------------------------------------------------------------------------
 
     def _reload(self) -> None:
         from config.agent import load_agent_config
@@ -349,6 +314,8 @@ class Daemon:
     # --- stop ----------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        for part in (self.heartbeat, self.clock_watch, self.uplink_watch):
+            part.close()
         started = self._stop_started or time.monotonic()
         # Give the uplink a moment to publish what is still unsent (system.stopping at
         # least) before the clean offline status; what remains stays in the outbox and

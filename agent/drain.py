@@ -5,13 +5,14 @@ through the outbox (`EventStore`), and `pump` is handed a `publish` callable tha
 event on the wire and returns a handle for it (the MQTT message id), or None once the link
 is gone. The caller reports each PUBACK by that handle. The uplink owns the rest.
 
-The order (DESIGN.md §5): the backlog goes out in seq order from a cursor, bounded by an
-in-flight window and paced by a token bucket. Alarms overtake it, and may exceed the
-window by URGENT_EXTRA so a full window never delays them. `resend` ranges go before the
-backlog. Acknowledged seqs are marked sent in batches. Refused events (PUBACK >= 0x80)
-stay unsent and are retried with backoff by re-reading the outbox from the lowest one;
-the tracker of refused events is bounded, and those it has no room for stay unsent until
-the next full pass (a reconnect, or a sweep once the tracker is half empty again).
+The order (docs/protocol.md, "Delivery guarantees for events"): the backlog goes out in
+seq order from a cursor, bounded by an in-flight window and paced by a token bucket.
+Alarms overtake it, and may exceed the window by URGENT_EXTRA so a full window never
+delays them. `resend` ranges go before the backlog. Acknowledged seqs are marked sent in
+batches. Refused events (PUBACK >= 0x80) stay unsent and are retried with backoff by re-
+reading the outbox from the lowest one; the tracker of refused events is bounded, and
+those it has no room for stay unsent until the next full pass (a reconnect, or a sweep
+once the tracker is half empty again).
 
 After a lost connection nothing in flight counts: the cursor goes back to 0 and every
 unsent event is read again (at-least-once; consumers dedupe by seq).

@@ -3,9 +3,9 @@
 The unit is `Type=notify` with `WatchdogSec=` (systemd/cabinet-agent.service). A watchdog
 that a separate thread pets unconditionally proves only that the interpreter is alive;
 what must not go unnoticed is a core loop stuck in a driver call, an outbox blocked on a
-dying SD card or an uplink wedged in a socket (DESIGN.md §5). So each of those loops
-registers with a `LoopMonitor` and calls `beat(name)` once per iteration, and `Health`
-sends WATCHDOG=1 only while every registered loop has beaten within `stall_s`. When one
+dying SD card or an uplink wedged in a socket: systemd must restart the agent. So each
+of those loops registers with a `LoopMonitor` and calls `beat(name)` once per iteration,
+and `Health` sends WATCHDOG=1 only while every registered loop has beaten within `stall_s`. When one
 falls silent the petting stops, the stall is logged once, and systemd kills (SIGABRT:
 faulthandler prints every thread's stack to the journal) and restarts the service.
 
@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable, Mapping
 
 import structlog
+
+from agent.periodic import Periodic
 
 log = structlog.get_logger("health")
 
@@ -213,7 +215,7 @@ class Health:
         self.interval_s = min(candidates) if candidates else stall_s / 4
         if self.interval_s <= 0:
             raise ValueError("watchdog interval must be positive")
-        self.pets = 0  # WATCHDOG=1 sent, for tests and the heartbeat
+        self.pets = 0  # WATCHDOG=1 sent: reported in status.json (counters)
         self.check_failures = 0
         self._stalled: dict[str, float] = {}
         self._stopping = False
@@ -312,6 +314,27 @@ class Health:
                 log.exception("health.check_failed", failures=self.check_failures)
             if self._stop.wait(self.interval_s):
                 return
+
+
+class ProgressWatch(Periodic):
+    """Beats `name` for a loop that only counts its own turns, while the count moves.
+
+    The uplink counts turns (`progress`) instead of beating itself; a count that stops
+    moving means its thread is stuck (or dead), and the watchdog must stop being petted.
+    """
+
+    def __init__(
+        self, monitor: LoopMonitor, name: str, progress: Callable[[], int], period_s: float
+    ) -> None:
+        self._monitor, self._name, self._progress = monitor, name, progress
+        self._seen = -1
+        super().__init__(f"{name}-watch", period_s, self._look)
+
+    def _look(self) -> None:
+        progress = self._progress()
+        if progress != self._seen:
+            self._seen = progress
+            self._monitor.beat(self._name)
 
 
 def _one_line(text: str) -> str:

@@ -1,7 +1,7 @@
 """Command nonces already used, kept on disk until the command they came with expires.
 
-A replayed command must be refused even after a restart or a power cut (DESIGN.md §4.5),
-so a nonce is committed with synchronous=FULL before the command reaches the core.
+A replayed command must be refused even after a restart or a power cut (docs/protocol.md,
+"Commands"), so a nonce is committed with synchronous=FULL before the command reaches the core.
 Commands are rare (a few a day), so the fsync per command costs nothing that matters.
 Only commands that passed every other check are remembered: an attacker without the
 central key cannot fill this table.

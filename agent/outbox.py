@@ -1,5 +1,5 @@
 """The durable outbox: every event is signed, chained and committed here before anything
-else happens, and stays until the broker has acknowledged it (DESIGN.md §4.1, §5).
+else happens, and stays until the broker has acknowledged it (docs/protocol.md).
 
 SQLite in WAL mode on the state dir, two connections to one file:
 
@@ -58,7 +58,7 @@ CREATE INDEX IF NOT EXISTS events_shed ON events(seq) WHERE sent = 0 AND type = 
 """
 INSERT = "INSERT INTO events (seq, type, sev, ts, payload) VALUES (?, ?, ?, ?, ?)"
 
-# Only periodic telemetry may be shed when the disk cap is reached (DESIGN.md §5).
+# Only periodic telemetry may be shed when the disk cap is reached (docs/protocol.md).
 SHEDDABLE_TYPE = "env.reading"
 # Shed or prune down to this fraction of the cap, so the cap is not hit on every append.
 LOW_WATER = 0.9
@@ -119,7 +119,7 @@ class Outbox:
             pub = key.public.to_text()
             if stored_pub is not None and stored_pub != pub:
                 raise OutboxError(f"{path} was signed with another key: the chain would not verify")
-            # Every open is a new boot (DESIGN.md §4.1), persisted before any event.
+            # Every open is a new boot (the envelope's `boot`), persisted before any event.
             self.boot = int(meta.get("boot", 0)) + 1
             self._last_seq = int(meta.get("last_seq", 0))
             self._last_hash = str(meta.get("last_hash", GENESIS_PREV))

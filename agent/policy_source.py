@@ -7,12 +7,11 @@ on real hardware an unsigned file must never decide who can open the cabinet.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from agent.commands import open_policy
-from agent.wire import VerifyKey
+from agent.commands import PolicyRefused, open_policy
+from agent.wire import MalformedJson, VerifyKey, parse_json
 from config.loading import ConfigError, load_model
 from config.policy import Policy
 
@@ -35,15 +34,14 @@ def read_policy_file(
         except ConfigError as exc:
             raise PolicyError(str(exc)) from None
     try:
-        document = json.loads(path.read_bytes())
+        document = parse_json(path.read_bytes())
     except FileNotFoundError:
         raise PolicyError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, MalformedJson) as exc:
         raise PolicyError(f"{path}: not a signed policy JSON ({exc})") from None
     if central_key is None:
         raise PolicyError("keys.central_pubkey is not set: no signed policy can be verified")
     try:
         return open_policy(document, central_key), document
-    except Exception as exc:  # open_policy's refusal carries the reason
-        reason = getattr(exc, "reason", str(exc))
-        raise PolicyError(f"{path}: policy refused: {reason}") from None
+    except PolicyRefused as refused:  # anything else is a bug: it propagates, with its trace
+        raise PolicyError(f"{path}: policy refused: {refused.reason}") from None

@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from rules.cabinet import CabinetRules
 from rules.effects import Instant
+
+log = structlog.get_logger("status")
 
 STATUS_FILE = "status.json"
 
@@ -51,6 +56,49 @@ def rules_view(rules: CabinetRules, now: Instant) -> dict[str, Any]:
         "policy_version": rules.policy.version if rules.policy else None,
         "voc_ppb": rules.env.voc_ppb,
     }
+
+
+class StatusFile:
+    """status.json: the rules' view, the uplink, the backlog and the agent's counters.
+
+    Only the core thread reads rule state: it calls `refresh` between batches, and the
+    finished snapshot is handed over by swapping one reference, which `write` (any
+    thread, once a second) puts in the file with everything else.
+    """
+
+    REFRESH_S = 0.5
+
+    def __init__(
+        self,
+        state_dir: Path,
+        identity: dict[str, Any],
+        counters: Callable[[], dict[str, int]],
+    ) -> None:
+        self._state_dir, self._identity, self._counters = state_dir, identity, counters
+        self._view: dict[str, Any] = {}
+        self._view_at = float("-inf")
+
+    def refresh(self, rules: CabinetRules, now: Instant) -> None:
+        """Core thread only (or before it runs): take a new view of the rules, 2 a second."""
+        at = time.monotonic()
+        if at - self._view_at >= self.REFRESH_S:
+            self._view_at = at
+            self._view = rules_view(rules, now)
+
+    def write(self, uplink: str, backlog: int, oldest_unsent_age_s: int | None) -> None:
+        status = {
+            **self._view,
+            **self._identity,
+            "uplink": uplink,
+            "backlog": backlog,
+            "oldest_unsent_age_s": oldest_unsent_age_s,
+            "counters": self._counters(),
+            "updated_ms": int(time.time() * 1000),
+        }
+        try:
+            write_status(self._state_dir, status)
+        except OSError as exc:
+            log.warning("status.write_failed", error=str(exc))
 
 
 def write_status(state_dir: Path, status: dict[str, Any]) -> None:
@@ -108,4 +156,7 @@ def render(status: dict[str, Any], now_ms: int | None = None) -> str:
         ),
         f"  policy    version {status.get('policy_version') or 'NONE (every badge is denied)'}",
     ]
+    counters = status.get("counters") or {}
+    if counters:
+        lines.append("  counters  " + ", ".join(f"{k} {v}" for k, v in sorted(counters.items())))
     return "\n".join(lines)

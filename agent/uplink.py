@@ -1,12 +1,11 @@
 """MQTT uplink: publish the outbox, keep the status topic true, take signed commands.
 
 One thread owns the paho client and drives it as an external loop (`select` on the
-socket and a wake-up socketpair, then `loop_read`/`loop_write`/`loop_misc`). PUBACK
+socket and a doorbell, then `loop_read`/`loop_write`/`loop_misc`). PUBACK
 callbacks, the drain and the marks all run on that thread, so the in-flight bookkeeping
 needs no lock, and there is no second thread bouncing the GIL on every PUBACK as with
 `loop_start()` plus a publisher thread. The core thread only appends to a deque and
-writes one byte to wake us (`notify`); and while the core is busy with a batch, we let
-it finish (for at most 2 ms, `defer_to`) before running paho.
+rings a doorbell (agent.doorbell) to wake us (`notify`).
 
 The outbox is the source of truth. Paho's own queue is dropped on every reconnect and
 the drain (agent.drain: what to publish next, and what each PUBACK means) restarts from
@@ -16,9 +15,7 @@ is sent again (at-least-once; consumers dedupe by seq).
 
 from __future__ import annotations
 
-import contextlib
 import select
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +32,7 @@ from agent import wire
 from agent.backoff import Backoff, ReconnectSchedule, RefusalTracker
 from agent.broker_client import paho_client
 from agent.commands import CommandVerifier
+from agent.doorbell import Doorbell
 from agent.drain import Drain
 from agent.outbox import Outbox
 from config.agent import AgentConfig
@@ -44,7 +42,6 @@ from rules.inputs import AnyInput, CommandRejected
 log = structlog.get_logger("uplink")
 
 IDLE_S: Final = 0.5  # longest select: bounds how stale `progress` gets
-DEFER_MAX_S: Final = 0.002  # longest the uplink waits for a busy core (see defer_to)
 MAX_PACKET: Final = 1024 * 1024  # the broker drops bigger commands instead of sending them
 CONNACK_TIMEOUT_S: Final = 10.0  # a broker that accepts TCP but never answers is down
 
@@ -88,10 +85,7 @@ class Uplink:
         self._drain = Drain(
             outbox, refusals, self._broker.inflight, self._broker.drain_per_s, time.monotonic()
         )
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._woken = False
+        self._doorbell = Doorbell()
         self._stopping = False
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
@@ -104,8 +98,6 @@ class Uplink:
         self._dropped = False  # paho or a failed publish saw the link die; _lost() follows
         self._inflight = self._drain.in_flight  # mid -> seq; bench/rig.py reads it too
         self._status_mids: set[int] = set()
-        self._core_quiet: threading.Event | None = None
-        self._defer_max_s = DEFER_MAX_S
         self._client = self._make_client()
 
     # --- public API (any thread) ------------------------------------------------------
@@ -123,18 +115,6 @@ class Uplink:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("uplink.stop_timeout", timeout_s=timeout)
-
-    def defer_to(self, core_quiet: threading.Event, max_wait_s: float = DEFER_MAX_S) -> None:
-        """Let the core finish its batch before handling network traffic.
-
-        Both threads need the interpreter lock, and the core gives it up at every system
-        call of a commit (signing no longer does, see agent.seal): without this, a PUBACK
-        arriving meanwhile takes the lock for its ~100 µs of paho bookkeeping, several
-        times inside one lock decision. The wait is bounded (DEFER_MAX_S), so a core busy
-        for long cannot stall the uplink, and it is released the moment the core is done.
-        """
-        self._core_quiet = core_quiet
-        self._defer_max_s = max_wait_s
 
     def notify(self, envelopes: Iterable[wire.Envelope]) -> None:
         """New committed events (core thread): cheap; alarms overtake any backlog."""
@@ -174,8 +154,7 @@ class Uplink:
         except Exception:
             log.exception("uplink.shutdown_failed")
         self._state = "disconnected"
-        self._wake_r.close()
-        self._wake_w.close()
+        self._doorbell.close()
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -213,19 +192,17 @@ class Uplink:
             return MQTTErrorCode.MQTT_ERR_NO_CONN
         # TLS may hold decrypted bytes that select() cannot see.
         pending = sock.pending() if hasattr(sock, "pending") else 0
-        writers = [sock] if self._client.want_write() else []
+        broker, bell = sock.fileno(), self._doorbell.fileno()
+        writers = [broker] if self._client.want_write() else []
         try:
             readable, writable, _ = select.select(
-                [sock, self._wake_r], writers, [], 0.0 if pending else timeout
+                [broker, bell], writers, [], 0.0 if pending else timeout
             )
         except (OSError, ValueError):
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        quiet = self._core_quiet
-        if quiet is not None and not quiet.is_set():
-            quiet.wait(self._defer_max_s)
-        if self._wake_r in readable:
-            self._drain_wake()
-        if sock in readable or pending:
+        if bell in readable:
+            self._doorbell.answer()
+        if broker in readable or pending:
             rc = self._client.loop_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return rc
@@ -237,23 +214,15 @@ class Uplink:
 
     def _wait(self, timeout: float) -> None:
         try:
-            readable, _, _ = select.select([self._wake_r], [], [], timeout)
+            readable, _, _ = select.select([self._doorbell], [], [], timeout)
         except (OSError, ValueError):
             time.sleep(timeout)
             return
         if readable:
-            self._drain_wake()
+            self._doorbell.answer()
 
     def _wake(self) -> None:
-        if not self._woken:
-            self._woken = True
-            with contextlib.suppress(OSError):  # buffer full: a wake-up is pending anyway
-                self._wake_w.send(b"\0")
-
-    def _drain_wake(self) -> None:
-        self._woken = False  # before reading, so a notify racing with us is not lost
-        with contextlib.suppress(OSError):
-            self._wake_r.recv(4096)
+        self._doorbell.ring()
 
     # --- connection -------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 The backlog is committed while the uplink is not running (the outage), then the uplink
 starts: drain rate = backlog / (uplink start -> last backlog event PUBACKed), divided by
 bare paho's QoS 1 rate. Meanwhile a leak alarm is raised through the live core every
-`ALARM_EVERY_S`; DESIGN.md §5 says a drain must never delay a new alarm by more than
-1 s, so the slowest of them (post -> PUBACK) is reported.
+`ALARM_EVERY_S`; an alarm goes out within 1 s of its commit even during a drain
+(docs/protocol.md), so the slowest of them (post -> PUBACK) is reported.
 """
 
 from __future__ import annotations

@@ -31,10 +31,6 @@ class RawThroughput:
     seconds: float
     cpu_s: float  # of this process while measuring: paho is all that runs
 
-    @property
-    def per_s(self) -> float:
-        return self.msgs / self.seconds
-
 
 def process_cpu_s() -> float:
     times = os.times()

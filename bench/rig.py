@@ -129,7 +129,6 @@ class Agent:
     on_commit: list[Callable[[list[Envelope]], None]] = field(default_factory=list)
     on_output: list[Callable[[OutputName, bool], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    defer: bool = True  # the uplink takes turns with the core (bench/turns.py turns it off)
 
     def committed(self, envelopes: list[Envelope]) -> None:
         for hook in self.on_commit:  # before notify: a hook may start watching a seq
@@ -152,8 +151,6 @@ class Agent:
         ]
         core.process(inputs)
         self.core = core
-        if self.defer:
-            self.uplink.defer_to(core.quiet)  # as agent.daemon wires them
         self.core_thread = threading.Thread(
             target=core.run, args=(self._stop,), name="core", daemon=True
         )

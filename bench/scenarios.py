@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN.md §4.6) that load the simulated cabinet for the footprint runs.
+"""Scenario files (as examples/scenarios/) that load the simulated cabinet for the footprint runs.
 
 `soak` is an ordinary busy cabinet at about 20 events/s: a two-person withdrawal or
 return every 10 s (pending, granted, unlocked, opened, locked, closed, reconciled) and a

@@ -1,29 +1,28 @@
-"""One device's event stream as seen live: dedupe, chain links, seq order, gaps (sans-I/O).
+"""One device's event stream as seen live: seq order, holding, gaps, resends (sans-I/O).
 
 Envelopes reach `watch` at least once, in seq order per MQTT topic but not across
 topics (`evt/access` and `evt/alarm` are separate topics), and some never arrive (the
-watcher was down, a session was lost). `DeviceChain` takes envelopes whose signature
-has already been checked and decides, for each, whether it is a duplicate, a fork of
-the chain, the next one to show, or one to hold until the missing seqs before it come.
+watcher was down, a session was lost). `DeviceChain` takes envelopes already
+authenticated by the contract's `ChainVerifier`, lets the verifier link them (duplicate,
+fork, broken link), and decides, for each linked one, whether it is the next one to
+show or one to hold until the missing seqs before it come.
 
 Holding is bounded (`hold_ms`): an alarm must not wait behind a gap for long, so held
 envelopes are shown after that delay anyway, flagged, and a seq that fills the gap
-later is shown then, flagged as late. Both chain links of every envelope are checked
-as soon as its neighbour is known, whichever arrives first.
+later is shown then, flagged as late.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.wire import GENESIS_PREV, envelope_hash
+from agent.wire import ChainVerifier, Duplicate, Envelope, Failure
 
 # A status birth or a signed envelope may put last_seq far ahead; beyond this many
 # missing seqs something is wrong with the device, and asking for them is pointless.
 MAX_GAP = 1_000_000
-KEEP_HASHES = 100_000  # seqs below head - this are forgotten (duplicates beyond: ledger)
 
 
 @dataclass(frozen=True)
@@ -70,41 +69,28 @@ class ResendAsk:
 @dataclass
 class DeviceChain:
     device: str
+    verifier: ChainVerifier  # knows the key; links, dedupes, remembers attested drops
     timing: Timing = field(default_factory=Timing)
-    # (device, seq) -> hash of what an earlier run already stored (the ledger), if anything.
-    lookup: Callable[[int], str | None] | None = None
     head: int | None = None  # every seq up to here has been shown or given up on
-    hashes: dict[int, str] = field(default_factory=dict)
-    prevs: dict[int, str] = field(default_factory=dict)
     held: dict[int, tuple[Mapping[str, Any], str, int]] = field(default_factory=dict)
     gaps: list[Gap] = field(default_factory=list)
-    attested: list[tuple[int, int]] = field(default_factory=list)  # outbox_dropped ranges
     duplicates: int = 0
 
     def seed(self, seq: int, hash_: str) -> None:
         """Continue from what a previous run verified (its last seq and hash)."""
         self.head = seq
-        self.hashes[seq] = hash_
+        self.verifier.seed(seq, hash_)
 
     # --- input ---------------------------------------------------------------------------
 
-    def accept(self, env: Mapping[str, Any], topic: str, now_ms: int) -> list[Release]:
-        seq = int(env["seq"])
-        digest = envelope_hash(env)
-        known = self.hashes.get(seq)
-        if known is None and self.head is not None and seq <= self.head and self.lookup:
-            known = self.lookup(seq)
-        if known is not None:
-            if known == digest:
-                self.duplicates += 1  # at-least-once delivery: expected, not news
-                return []
-            return [Release(env, topic, False, f"two different envelopes claim seq {seq}")]
-        broken = self._link_problem(seq, env, digest)
-        if broken:
-            return [Release(env, topic, False, broken)]
-        self.hashes[seq], self.prevs[seq] = digest, str(env["prev"])
-        if env.get("type") == "system.outbox_dropped":
-            self._note_attested(env)
+    def accept(self, envelope: Envelope, topic: str, now_ms: int) -> list[Release]:
+        env, seq = envelope.fields, envelope.seq
+        outcome = self.verifier.link(envelope)
+        if isinstance(outcome, Duplicate):
+            self.duplicates += 1  # at-least-once delivery: expected, not news
+            return []
+        if isinstance(outcome, Failure):
+            return [Release(env, topic, False, str(outcome))]
         was_missing = self._fill(seq)
         if self.head is None:
             self.head = seq
@@ -140,7 +126,7 @@ class DeviceChain:
         asks: list[ResendAsk] = []
         notes: list[str] = []
         for gap in list(self.gaps):
-            if self._covered(gap):
+            if self.verifier.is_attested(gap.lo, gap.hi):
                 self.gaps.remove(gap)
                 notes.append(f"{gap.text()} shed by the device (attested by system.outbox_dropped)")
                 continue
@@ -157,7 +143,6 @@ class DeviceChain:
                 continue
             gap.asked_ms, gap.asks = now_ms, gap.asks + 1
             asks.append(ResendAsk(self.device, gap.lo, gap.hi, gap.asks))
-        self._forget_old()
         released: list[Release] = []
         oldest = min((at for _, _, at in self.held.values()), default=None)
         if oldest is not None and now_ms - oldest >= self.timing.hold_ms:
@@ -168,18 +153,6 @@ class DeviceChain:
         return list(self.gaps)
 
     # --- internals -----------------------------------------------------------------------
-
-    def _link_problem(self, seq: int, env: Mapping[str, Any], digest: str) -> str | None:
-        prev = env["prev"]
-        if seq == 1 and prev != GENESIS_PREV:
-            return "seq 1 does not start a chain (prev is not the hash of nothing)"
-        before = self.hashes.get(seq - 1)
-        if before is not None and prev != before:
-            return f"chain broken: prev does not match seq {seq - 1}"
-        after = self.prevs.get(seq + 1)
-        if after is not None and after != digest:
-            return f"chain broken: seq {seq + 1} does not link to this seq {seq}"
-        return None
 
     def _drain(self) -> list[Release]:
         assert self.head is not None
@@ -208,7 +181,7 @@ class DeviceChain:
     def _open_gap(self, lo: int, hi: int, now_ms: int, *, tail: bool) -> None:
         # Only seqs not already known, held or inside an open gap: sweep the free stretches.
         blocked = sorted(
-            [(s, s) for s in self.hashes if lo <= s <= hi]
+            [(a, b) for a, b in self.verifier.received if a <= hi and b >= lo]
             + [(g.lo, g.hi) for g in self.gaps if g.lo <= hi and g.hi >= lo]
         )
         start = lo
@@ -219,15 +192,6 @@ class DeviceChain:
         if start <= hi:
             self.gaps.append(Gap(start, hi, now_ms, tail=tail))
         self.gaps.sort(key=lambda g: g.lo)
-
-    def _forget_old(self) -> None:
-        # An all-day watch must not grow without bound; the ledger (if any) remembers more.
-        if len(self.hashes) <= 2 * KEEP_HASHES or self.head is None:
-            return
-        floor = self.head - KEEP_HASHES
-        for table in (self.hashes, self.prevs):
-            for seq in [s for s in table if s < floor]:
-                del table[seq]
 
     def _fill(self, seq: int) -> bool:
         for gap in self.gaps:
@@ -240,15 +204,6 @@ class DeviceChain:
                 self.gaps.sort(key=lambda g: g.lo)
                 return True
         return False
-
-    def _note_attested(self, env: Mapping[str, Any]) -> None:
-        data = env.get("data", {})
-        lo, hi = data.get("from_seq"), data.get("to_seq")
-        if isinstance(lo, int) and isinstance(hi, int) and lo <= hi:
-            self.attested.append((lo, hi))
-
-    def _covered(self, gap: Gap) -> bool:
-        return any(lo <= gap.lo and gap.hi <= hi for lo, hi in self.attested)
 
 
 def _part(gap: Gap, lo: int, hi: int) -> Gap:

@@ -16,11 +16,11 @@ from typing import Any
 
 import click
 
+from agent.wire import KeyFileError, parse_envelope, read_public_key, write_new_key
 from central.cli_remote import attach_remote_commands
 from central.errors import EX_CONFIG, EX_FAILURE, CentralError
-from central.keys import generate_key_file, load_signing_key, parse_public_key
 from central.ledger import Ledger
-from central.options import EXISTING, PATH, key_option, registry_option
+from central.options import EXISTING, PATH, central_key, key_option, registry_option
 from central.policy_tools import (
     VersionBook,
     check_policy,
@@ -42,7 +42,7 @@ from central.report import CONTEXT_MARGIN_MS, CONTEXT_TYPES, USAGE_TYPES, usage_
 from central.report import render_csv as usage_csv
 from central.report import render_json as usage_json
 from central.timefmt import day_bounds, parse_instant
-from central.verify import parse_strict, read_input, verify_input
+from central.verify import read_input, verify_input
 from config.loading import ConfigError
 
 
@@ -55,12 +55,18 @@ class CabinetCtl(click.Group):
         except CentralError as exc:
             click.echo(f"cabinetctl: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyFileError as exc:  # a key file the operator named: missing, unsafe, ...
+            click.echo(f"cabinetctl: {exc}", err=True)
+            ctx.exit(EX_FAILURE)
         except ConfigError as exc:
             click.echo(str(exc), err=True)
             ctx.exit(EX_CONFIG)
 
 
 @click.group(cls=CabinetCtl, context_settings={"help_option_names": ["-h", "--help"]})
+# The installed distribution's version: the same number `cabinet-agent --version` prints
+# (central imports nothing of the agent but its wire contract).
+@click.version_option(package_name="cabinet-agent", prog_name="cabinetctl")
 def cli() -> None:
     """Central tool for smart reagent cabinets: keys, devices, policies, commands, audit."""
 
@@ -81,7 +87,7 @@ def main() -> None:
 @click.option("--out", required=True, type=PATH, help="private key file to create (mode 0600)")
 def keygen(out: Path) -> None:
     """Create the central signing key; print its public half for agent.toml."""
-    key = generate_key_file(out)
+    key = write_new_key(out)
     click.echo(f"pubkey {key.public.to_text()}")
 
 
@@ -100,7 +106,7 @@ def verify(source: str, pubkey: str | None, registry: Path | None, show_all: boo
     cabinetctl ledger .db. Exit 0 only if every event verifies.
     """
     if pubkey is not None:
-        keys: Any = parse_public_key(pubkey)
+        keys: Any = read_public_key(pubkey)
     else:
         keys = load_registry(registry_path(registry)).keys()
     verdict = verify_input(read_input(source), keys)
@@ -133,7 +139,7 @@ def device_add(
     """Register a cabinet (its key is what its events are verified with)."""
     path = registry_path(registry)
     current = load_registry(path, missing_ok=True)
-    updated = add_device(current, device_id, parse_public_key(pubkey), site, name, replace=replace)
+    updated = add_device(current, device_id, read_public_key(pubkey), site, name, replace=replace)
     save_registry(updated)
     click.echo(f"{device_id}: registered in {path} (site {site})")
 
@@ -184,7 +190,7 @@ def policy_check(
     file: Path, previous: Path | None, key: Path | None, registry: Path | None
 ) -> None:
     """List every mistake in FILE with its line and key (exit 78), or say it is fine."""
-    central = load_signing_key(key).public if key is not None else None
+    central = central_key(key).public if key is not None else None
     checked = check_policy(file, _book(registry, previous), previous, central)
     p = checked.policy
     click.echo(
@@ -203,7 +209,7 @@ def policy_sign(
     file: Path, out: Path | None, previous: Path | None, key: Path | None, registry: Path | None
 ) -> None:
     """Check FILE, then write the signed policy JSON the agent accepts."""
-    signing = load_signing_key(key)
+    signing = central_key(key)
     book = _book(registry, previous)
     checked = check_policy(file, book, previous, signing.public)
     text = render_signed(sign_checked(checked, signing))
@@ -238,7 +244,7 @@ def import_(source: str, store: Path, registry: Path | None) -> None:
         raise CentralError(f"nothing imported: {verdict.summary()}")
     ledger = Ledger(store)
     now = int(time.time() * 1000)
-    added = sum(ledger.store(parse_strict(item.raw), now, "imported") for item in items)
+    added = sum(ledger.store(parse_envelope(item.raw), now, "imported") for item in items)
     ledger.close()
     click.echo(f"{added} new events in {store} ({verdict.events - added} already there)")
 

@@ -20,14 +20,21 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from agent.wire.topics import ANY, event_filter, status_filter
 from central.chain import Timing
 from central.commands import DEFAULT_TTL_S, MAX_TTL_S, AnswerWatch, IssuedCommand, issue
 from central.console import render
 from central.errors import EX_REJECTED, CentralError
-from central.keys import load_signing_key
 from central.ledger import Ledger
 from central.mqtt import BrokerConnection, BrokerOptions
-from central.options import EXISTING, PATH, broker_from, broker_options, key_option
+from central.options import (
+    EXISTING,
+    PATH,
+    broker_from,
+    broker_options,
+    central_key,
+    key_option,
+)
 from central.options import registry_option as registry_opt
 from central.policy_tools import load_policy_quietly, load_signed_policy
 from central.registry import Registry, load_registry, registry_path
@@ -61,7 +68,7 @@ def send_and_wait(params: dict[str, Any], name: str, args: dict[str, Any]) -> No
     """Sign, publish, wait for the verified answer, print it; exit by its verdict."""
     known = load_registry(registry_path(params.pop("registry")))
     device = known.get(params.pop("device_id"))
-    key = load_signing_key(params.pop("key"))
+    key = central_key(params.pop("key"))
     ttl = duration_s(params.pop("ttl"), "--ttl")
     if ttl > MAX_TTL_S:
         # The agent refuses longer-lived commands (validity_too_long): say so here.
@@ -111,7 +118,7 @@ def _wait_answer(conn: BrokerConnection, issued: IssuedCommand, timeout_s: int) 
 @command_options
 def policy_push(signed: Path, **params: Any) -> None:
     """Send a signed policy (from `policy sign`) to one cabinet and wait for its verdict."""
-    key = load_signing_key(params["key"])
+    key = central_key(params["key"])
     document, policy = load_signed_policy(signed, key.public)
     if not policy.applies_to(params["device_id"]):
         raise CentralError(
@@ -130,7 +137,7 @@ def policy_push(signed: Path, **params: Any) -> None:
 @command_options
 def approve(person: str, by: str | None, **params: Any) -> None:
     """Stand in remotely as the second person for PERSON's pending badge."""
-    # `by` goes beyond DESIGN.md §4.5's {"person"}: the agent records it as the second
+    # `by` goes beyond the bare {"person"} of a remote approval: the agent records it as the second
     # person ("remote:<by>"), so the usage ledger names the remote operator.
     send_and_wait(params, "approve", {"person": person, "by": by or getpass.getuser()})
 
@@ -210,7 +217,7 @@ def watch(**params: Any) -> None:
     """Live, verified view of all cabinets: alarms on top, event log below."""
     known = load_registry(registry_path(params.pop("registry")))
     key_path = params.pop("key")
-    key = load_signing_key(key_path) if key_path is not None else None
+    key = central_key(key_path) if key_path is not None else None
     site, prefix = params.pop("site"), params.pop("prefix")
     as_json, bell, store = params.pop("as_json"), params.pop("bell"), params.pop("store")
     duration = params.pop("duration")
@@ -259,8 +266,8 @@ class WatchLoop:
         self.console = Console()
 
     def run(self, site: str | None, stop_at: float | None) -> None:
-        level = site or "+"
-        filters = [f"{self.prefix}/{level}/+/evt/+", f"{self.prefix}/{level}/+/status"]
+        level = site or ANY
+        filters = [event_filter(self.prefix, level), status_filter(self.prefix, level)]
         with BrokerConnection(self.options) as conn:
             conn.subscribe(filters)
             if self.as_json:

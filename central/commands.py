@@ -1,4 +1,4 @@
-"""Signed commands to one cabinet (DESIGN.md §4.5) and recognising its verified answer.
+"""Signed commands to one cabinet (docs/protocol.md) and recognising its verified answer.
 
 A command is signed with the central key, names one device, carries a fresh random
 nonce and expires (`--ttl`, 300 s by default) so a captured copy cannot be replayed
@@ -16,19 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.wire import (
+    COMMAND_MAX_VALIDITY_MS,
     SigningKey,
     WireError,
     build_command,
     canonical,
     command_topic,
     event_topic,
+    parse_envelope,
     verify_envelope,
 )
 from central.registry import Device
-from central.verify import parse_strict
 
 DEFAULT_TTL_S = 300
-MAX_TTL_S = 7 * 24 * 3600  # the agent refuses longer validity (validity_too_long)
+MAX_TTL_S = COMMAND_MAX_VALIDITY_MS // 1000  # the agent refuses longer (validity_too_long)
 
 ANSWERS = {
     "policy": ("policy.applied", "policy.rejected", "command.rejected"),
@@ -106,7 +107,7 @@ class AnswerWatch:
 
     def feed(self, topic: str, payload: bytes) -> Answer | None:
         try:
-            env = parse_strict(payload)
+            env = parse_envelope(payload)
         except WireError:
             return None  # not an envelope at all: not an answer to anything
         data = env["data"]

@@ -9,7 +9,6 @@ Problems (forgeries, gaps, unknown devices) are kept too, for the audit trail.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -175,10 +174,3 @@ class Ledger:
         if env["device"] != device or env["seq"] != seq:
             raise CentralError(f"{self.path}: row {device}/{seq} holds another envelope")
         return env
-
-    def problem_count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM problems").fetchone()[0])
-
-
-def envelope_json(env: Mapping[str, Any]) -> str:
-    return json.dumps(env, ensure_ascii=False, sort_keys=True)

@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.wire.mqtt import BrokerAccess, BrokerSetupError, paho_client
 from central.errors import CentralError
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
@@ -56,7 +56,6 @@ class BrokerConnection:
         self._failure: str | None = None
         self._acks: dict[int, Any] = {}
         self._filters: list[str] = []
-        self.reconnects = 0
         parts = urlsplit(options.url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise CentralError(f"broker {options.url!r}: expected mqtt://host:port or mqtts://")
@@ -65,28 +64,19 @@ class BrokerConnection:
             self._port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         except ValueError:
             raise CentralError(f"broker {options.url!r}: bad port") from None
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=options.client_id or f"cabinetctl-{uuid.uuid4().hex[:12]}",
-            protocol=mqtt.MQTTv5,
+        access = BrokerAccess(
+            tls=parts.scheme == "mqtts",
+            ca_file=options.ca,
+            cert_file=options.cert,
+            key_file=options.cert_key,
+            username=options.username,
+            password_file=options.password_file,
         )
-        if parts.scheme == "mqtts":
-            try:
-                self._client.tls_set(
-                    ca_certs=_opt(options.ca),
-                    certfile=_opt(options.cert),
-                    keyfile=_opt(options.cert_key),
-                )
-            except (OSError, ValueError) as exc:
-                raise CentralError(f"TLS setup: {exc}") from None
-        if options.username:
-            password = None
-            if options.password_file:
-                try:
-                    password = options.password_file.read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise CentralError(f"password file: {exc}") from None
-            self._client.username_pw_set(options.username, password)
+        client_id = options.client_id or f"cabinetctl-{uuid.uuid4().hex[:12]}"
+        try:
+            self._client = paho_client(client_id, access)
+        except BrokerSetupError as exc:
+            raise CentralError(str(exc)) from None
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -159,7 +149,6 @@ class BrokerConnection:
                 self._connected = True
                 if self._filters:
                     # paho reconnects by itself; a clean session has lost our subscriptions.
-                    self.reconnects += 1
                     client.subscribe([(f, 1) for f in self._filters])
             self._cond.notify_all()
 
@@ -198,7 +187,3 @@ class BrokerConnection:
         self._wait(lambda: mid in self._acks, f"no answer to {what}", timeout_s)
         with self._cond:
             return self._acks.pop(mid)
-
-
-def _opt(path: Path | None) -> str | None:
-    return str(path) if path is not None else None

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
+from agent.wire import SigningKey, read_key
+from central.errors import CentralError
 from central.mqtt import DEFAULT_BROKER, BrokerOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +43,13 @@ def key_option(required_for: str) -> Callable[[F], F]:
         )(func)
 
     return decorate
+
+
+def central_key(path: Path | None) -> SigningKey:
+    """The central private key given by --key; its file errors are shown by the CLI."""
+    if path is None:
+        raise CentralError("this needs the central key: give --key FILE (or CABINETCTL_KEY)")
+    return read_key(path)
 
 
 def broker_options(func: F) -> F:

@@ -3,7 +3,8 @@
 Input is JSON Lines of envelopes (a capture, `cabinet-agent replay` output, an export),
 an agent outbox (SQLite, table `events(seq, ..., payload)`) or a cabinetctl ledger
 (SQLite, table `events(device, seq, ..., payload)`). Every signature, every `prev` link
-and seq contiguity per device are checked with `agent.wire.verify_chain`; this module only
+and seq contiguity per device are checked with `agent.wire.verify_chain` (the contract's
+one chain verifier), after the contract's strict parse (duplicate keys, floats); this module only
 reads the input and says *where* a failure is, in terms a person can find in the file.
 
 Naming the place of a failure: every failure carries the line (or database row) it was
@@ -15,7 +16,6 @@ parses names the device and seq it *claims*: `device cab-1 seq 17 (line 17): bad
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import sys
@@ -24,8 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.wire import ChainFailure, VerifyKey, WireError, parse_envelope, verify_envelope
-from agent.wire import verify_chain as wire_verify_chain
+from agent.wire import (
+    BrokenLink,
+    ChainFailure,
+    Fork,
+    Missing,
+    UnknownDevice,
+    VerifyKey,
+    WireError,
+    parse_envelope,
+    verify_chain,
+    verify_envelope,
+)
 from central.errors import CentralError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -142,34 +152,6 @@ def _blob(value: object) -> bytes:
     return str(value).encode("utf-8")
 
 
-def strict_json(raw: bytes) -> Any:
-    """json.loads that refuses duplicate keys.
-
-    Two parsers can disagree on which of two equal keys wins; a signature checked over
-    one reading must not be shown to a person as the other. So duplicates are refused.
-    """
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for key, value in items:
-            if key in obj:
-                raise WireError(f"duplicate key {key!r}")
-            obj[key] = value
-        return obj
-
-    try:
-        return json.loads(raw, object_pairs_hook=pairs)
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, WireError):
-            raise
-        raise WireError(f"not JSON: {exc}") from None
-
-
-def parse_strict(raw: bytes) -> dict[str, Any]:
-    strict_json(raw)
-    return parse_envelope(raw)
-
-
 # --- verifying ---------------------------------------------------------------------------
 
 
@@ -185,7 +167,7 @@ def verify_input(
     results: list[dict[str, Any] | WireError] = []
     for item in items:
         try:
-            results.append(parse_strict(item.raw))
+            results.append(parse_envelope(item.raw))
         except WireError as exc:
             results.append(exc)
     failures: list[Failure] = []
@@ -207,7 +189,7 @@ def verify_input(
                 )
             )
         parsed.append(_Parsed(item, env))
-    report = wire_verify_chain([p.env for p in parsed], keys)
+    report = verify_chain([p.env for p in parsed], keys)
     locator = _Locator(parsed, keys)
     failures.extend(locator.place(chain_failure) for chain_failure in report.failures)
     failures.sort(key=lambda f: f.number)
@@ -304,30 +286,30 @@ class _Locator:
         return True
 
     def place(self, failure: ChainFailure) -> Failure:
-        device, seq, reason = failure.device, failure.seq, failure.reason
-        here: _Parsed | None = None
-        if reason.startswith("missing seq"):
+        device, seq, problem = failure.device, failure.seq, failure.problem
+
+        def text(where: str) -> str:
+            return f"device {device} seq {seq}{where}: {problem}"
+
+        if isinstance(problem, Missing):
             # Found where the chain resumes: the first good envelope after the gap.
-            upper = int(reason.rsplit("..", 1)[1])
-            found = self._by_seq.get((device, upper + 1), [])
-            here = next((p for p in found if self._signed(p)), None)
-            where = f" (before {here.item.where})" if here else ""
-            return Failure(
-                here.item.number - 0.5 if here else float("inf"),
-                f"device {device} seq {seq}{where}: {reason}",
-            )
+            found = self._by_seq.get((device, problem.last + 1), [])
+            after = next((p for p in found if self._signed(p)), None)
+            where = f" (before {after.item.where})" if after else ""
+            number = after.item.number - 0.5 if after else float("inf")
+            return Failure(number, text(where))
         candidates = self._by_seq.get((device, seq), [])
-        if reason == "unknown device":
+        here: _Parsed | None
+        if isinstance(problem, UnknownDevice):
             here = candidates[0] if candidates else None
-        elif reason == "two different envelopes share seq":
+        elif isinstance(problem, Fork):
             good = [p for p in candidates if self._signed(p)]
             here = good[1] if len(good) > 1 else (candidates[-1] if candidates else None)
-        elif reason.startswith("prev does not match"):
+        elif isinstance(problem, BrokenLink):
             here = next((p for p in candidates if self._signed(p)), None)
-        else:  # a signature problem: the copy that does not verify
+        else:  # a signature or shape problem: the copy that does not verify
             here = next((p for p in candidates if not self._signed(p)), None)
         if here is None and candidates:
             here = candidates[0]
         where = f" ({here.item.where})" if here else ""
-        number = here.item.number if here else float("inf")
-        return Failure(number, f"device {device} seq {seq}{where}: {reason}")
+        return Failure(here.item.number if here else float("inf"), text(where))

@@ -20,10 +20,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.wire import WireError, category, verify_envelope
+from agent.wire import (
+    ChainVerifier,
+    Envelope,
+    Topic,
+    WireError,
+    category,
+    parse_envelope,
+    parse_json_object,
+    parse_topic,
+)
 from central.chain import DeviceChain, Release, ResendAsk, Timing
 from central.registry import Registry
-from central.verify import parse_strict, strict_json
 
 LOG_LINES = 1000
 PROBLEM_LINES = 200
@@ -103,23 +111,6 @@ class Step:
         self.statuses += other.statuses
 
 
-@dataclass(frozen=True)
-class Topic:
-    site: str
-    device: str
-    kind: str  # "evt" | "status" | other
-    category: str | None
-
-
-def parse_topic(prefix: str, topic: str) -> Topic | None:
-    parts = topic.split("/")
-    if len(parts) == 4 and parts[0] == prefix and parts[3] == "status":
-        return Topic(parts[1], parts[2], "status", None)
-    if len(parts) == 5 and parts[0] == prefix and parts[3] == "evt":
-        return Topic(parts[1], parts[2], "evt", parts[4])
-    return None
-
-
 class WatchState:
     def __init__(
         self,
@@ -142,13 +133,15 @@ class WatchState:
         self.counts = {"verified": 0, "problems": 0, "resends": 0}
 
     def chain(self, device: str) -> DeviceChain:
+        """The chain of a registered device (KeyError for one that is not)."""
         if device not in self.chains:
             lookup = self._lookup
-            self.chains[device] = DeviceChain(
+            verifier = ChainVerifier(
+                self.registry.devices[device].pubkey,
                 device,
-                self.timing,
-                (lambda seq: lookup(device, seq)) if lookup else None,
+                lookup=(lambda seq: lookup(device, seq)) if lookup else None,
             )
+            self.chains[device] = DeviceChain(device, verifier, self.timing)
         return self.chains[device]
 
     # --- input -------------------------------------------------------------------------
@@ -192,23 +185,24 @@ class WatchState:
             return self._show(Seen(False, problem, device, seq, kind, env, topic, now))
 
         try:
-            env = parse_strict(payload)
+            env = parse_envelope(payload)
         except WireError as exc:
             return flagged(f"malformed envelope: {exc}")
         device = self.registry.devices.get(env["device"])
         if device is None:
             return flagged(f"unknown device {env['device']!r} (not in the registry)", env)
-        try:
-            verify_envelope(env, device.pubkey)
-        except WireError as exc:
-            return flagged(f"{exc} (not signed by {device.id}'s registered key): forged?", env)
+        chain = self.chain(device.id)
+        authentic = chain.verifier.authenticate(env)
+        if not isinstance(authentic, Envelope):
+            forged = f"{authentic} (not signed by {device.id}'s registered key): forged?"
+            return flagged(forged, env)
         if where is None or where.kind != "evt":
             return flagged(f"signed envelope on an unexpected topic {topic!r}", env)
-        if where.device != device.id or where.category != category(env["type"]):
+        if where.device != device.id or where.name != category(env["type"]):
             return flagged(
                 f"topic {topic!r} does not match the envelope ({device.id}, {env['type']})", env
             )
-        releases = self.chain(device.id).accept(env, topic, now)
+        releases = chain.accept(authentic, topic, now)
         step = self._release(releases, now)
         if where.site != device.site:
             note = f"published under site {where.site!r}, registered at {device.site!r}"
@@ -302,10 +296,10 @@ class WatchState:
     @staticmethod
     def _read_status(status: CabinetStatus, payload: bytes, pubkey: str) -> str | None:
         try:
-            body = strict_json(payload)
+            body = parse_json_object(payload)
         except WireError as exc:
             return f"malformed status: {exc}"
-        if not isinstance(body, dict) or body.get("state") not in ("online", "offline"):
+        if body.get("state") not in ("online", "offline"):
             return "malformed status: no online/offline state"
         status.state = str(body["state"])
         if body.get("device") != status.device:

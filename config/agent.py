@@ -76,7 +76,6 @@ class OutboxConfig(_Strict):
     # ~30 days of a busy cabinet's events (≈2 KB/min of access, inventory and
     # telemetry) fit in well under 256 MiB; the cap protects the SD card, not the log.
     max_bytes: Annotated[StrictInt, Field(ge=64 * 1024)] = 256 * 1024 * 1024
-    commit_interval_ms: Annotated[StrictInt, Field(ge=0, le=5000)] = 0
 
 
 class HealthConfig(_Strict):

@@ -1,4 +1,4 @@
-"""The policy (DESIGN.md §4.4): who may open which cabinet, what is in it, env thresholds.
+"""The policy (docs/rules.md): who may open which cabinet, what is in it, env thresholds.
 
 Written by people as TOML, signed by `cabinetctl policy sign`, enforced offline by the
 agent. Numbers are integers only, so the signed JSON is canonical in every language.

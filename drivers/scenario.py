@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN.md §4.6): one JSON object per line, an input at `t` seconds.
+"""Scenario files (replay, run --scenario): one JSON object per line, an input at `t` s.
 
 Parsing is strict: an unknown input kind, a missing or misspelt field, a wrong type or
 time going backwards is a `ScenarioError` naming the line, never a silent skip.

@@ -352,9 +352,6 @@ class Channel:
         self.retransmits += 1
         return [Transmit(pending.frame)]
 
-    def next_deadline_ms(self) -> int | None:
-        return None if self._outstanding is None else self._outstanding.due_ms
-
     def _pump(self, now_ms: int) -> list[ChannelEvent]:
         out: list[ChannelEvent] = []
         while self._outstanding is None and self._queue:

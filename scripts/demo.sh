@@ -3,7 +3,7 @@
 # simulated cabinet plays a scene, and `cabinetctl watch` shows every event verified
 # and every alarm highlighted. No hardware, no prompts; cleans up on exit or Ctrl-C.
 #   DEMO_SPEED (default 10)  how many times faster than life the scene plays
-#   DEMO_SCENARIO            another scenario file (DESIGN.md §4.6 format)
+#   DEMO_SCENARIO            another scenario file (the format of examples/scenarios/*.jsonl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPEED="${DEMO_SPEED:-10}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -226,6 +227,9 @@ def run(config: CentralConfig) -> None:
     # stop the ingest cleanly and exits 0 (systemd counts a clean stop as success).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    # The ingest thread is CPU-bound (verify, store); paho's network thread must still
+    # read the socket promptly, or an alarm waits behind a backlog it has not even read.
+    sys.setswitchinterval(0.001)
     parts = open_parts(config)
     service = Service(parts)
     service.start()

@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.outbox import Draft, Outbox
-from agent.wire import SigningKey, WireError
+from agent.wire import SigningKey, WireError, parse_envelope
 from central.cli import cli
-from central.verify import parse_strict
 from tests.central.cabinet import FakeCabinet, forge, write_registry
 
 EVENT_TYPES = [
@@ -81,7 +80,7 @@ def test_flipping_any_byte_of_a_stored_envelope_fails_and_names_it(
     # the failure is at the flipped line; if that line still parses as an envelope, its
     # claimed seq is named; if not, the seq inferred from its neighbours, with a "?".
     try:
-        claimed = parse_strict(payload.split(b"\n")[0])["seq"] if b"\n" not in payload else None
+        claimed = parse_envelope(payload.split(b"\n")[0])["seq"] if b"\n" not in payload else None
     except WireError:
         claimed = None
     assert first.startswith("FAIL: "), first

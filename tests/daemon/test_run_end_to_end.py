@@ -158,12 +158,13 @@ def test_status_shows_a_person_at_the_cabinet_the_live_state(tmp_path, make_brok
                 cwd=ROOT,
             )
             out = proc.stdout
-            if proc.returncode == 0 and "pending" in out:
+            if proc.returncode == 0 and "pending   " in out:
                 break
             time.sleep(0.3)
         assert "door      closed" in out and "policy    version 7" in out
         assert "pending   p-1001 on reader A" in out, out
         assert "uplink    connected" in out
+        assert "events_committed" in out and "uplink_published" in out  # counters, reported
     finally:
         agent.terminate()
         assert agent.wait(10) == 0

@@ -99,7 +99,7 @@ def test_keygen_writes_a_private_key_only_its_owner_can_read_and_prints_the_publ
     line = proc.stdout.strip()
     assert line.startswith("pubkey ") and len(line.split()[1]) == 43
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    from agent.keys import read_key
+    from agent.wire.key_files import read_key
 
     assert read_key(out).public.to_text() == line.split()[1]
 
@@ -117,7 +117,7 @@ def test_a_key_readable_by_others_is_refused(tmp_path):
     out = tmp_path / "device.key"
     agent("keygen", "--out", str(out))
     out.chmod(0o644)
-    from agent.keys import KeyFileError, read_key
+    from agent.wire.key_files import KeyFileError, read_key
 
     with pytest.raises(KeyFileError, match="readable by others"):
         read_key(out)

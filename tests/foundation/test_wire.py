@@ -53,7 +53,7 @@ def chain(specs: list[dict]) -> list[dict]:
     return out
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a loaded CI machine is slow, not wrong
 @given(st.lists(events, min_size=1, max_size=5))
 def test_any_event_signs_parses_and_verifies_in_its_chain(specs: list[dict]) -> None:
     envelopes = chain(specs)
@@ -64,7 +64,7 @@ def test_any_event_signs_parses_and_verifies_in_its_chain(specs: list[dict]) -> 
     assert report.ok and report.events == len(specs)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a loaded CI machine is slow, not wrong
 @given(st.lists(events, min_size=1, max_size=4), st.data())
 def test_changing_any_field_of_a_stored_envelope_breaks_verification(specs, data) -> None:
     envelopes = chain(specs)

@@ -29,8 +29,8 @@ from typing import Any
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from agent.daemon import Daemon, RunOptions
-from agent.keys import write_new_key
 from agent.wire import SigningKey, sign_policy, verify_chain
+from agent.wire.key_files import write_new_key
 from config.agent import load_agent_config
 from config.policy import Policy
 from drivers.base import Post

@@ -1,4 +1,4 @@
-"""Bad input of any kind never crashes the agent or changes its state (DESIGN.md §5):
+"""Bad input of any kind never crashes the agent or changes its state:
 hypothesis on the three trust boundaries, in CI sizes. The long mode is atheris
 (tests/torture/fuzz_atheris.py, run by test_atheris_long.py with --long).
 

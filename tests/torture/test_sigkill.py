@@ -1,4 +1,4 @@
-"""Power cut at any instant (DESIGN.md §5): SIGKILL the running agent at random moments.
+"""Power cut at any instant: SIGKILL the running agent at random moments.
 
 The agent runs the simulated cabinet under steady load against a real mosquitto while a
 subscriber records what is published. It is killed at a random moment of its life —

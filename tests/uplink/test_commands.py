@@ -1,4 +1,4 @@
-"""Signed commands (DESIGN.md §4.5): what the verifier accepts, refuses, and remembers."""
+"""Signed commands (docs/protocol.md): what the verifier accepts, refuses, and remembers."""
 
 from __future__ import annotations
 

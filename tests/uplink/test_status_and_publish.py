@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from agent import wire
@@ -182,48 +181,3 @@ def test_sigterm_stops_cleanly_with_offline_and_events_sent(tmp_path, make_broke
     started = json.loads(rec.on(topic("evt/system"))[0].payload)
     assert started["type"] == "system.started"
     wire.parse_envelope(rec.on(topic("evt/system"))[0].payload)
-
-
-def test_an_uplink_deferring_to_a_core_that_never_goes_quiet_still_delivers_everything(
-    tmp_path, make_broker, recorder
-):
-    # The deferral is a courtesy bounded in time: a core stuck busy (a burst of inputs,
-    # or a bug) must not hold back the record of what it already committed.
-    broker = make_broker(tls=False)
-    rec = recorder(broker, topic("#"))
-    rig = make_rig(tmp_path, broker_config(broker))
-    never_quiet = threading.Event()
-    rig.uplink.defer_to(never_quiet)
-    rig.uplink.start()
-    try:
-        rig.emit(*[draft() for _ in range(40)])
-        rig.emit(draft("alarm.raised", "alarm", kind="leak"))
-        wait_until(lambda: rig.outbox.stats().unsent == 0, 20, "all marked sent")
-        events = [m for m in rec.snapshot() if "/evt/" in m.topic]
-        assert sorted(set(seqs_of([m.payload for m in events]))) == list(range(1, 42))
-    finally:
-        rig.close()
-
-
-def test_an_uplink_handles_network_traffic_only_once_the_core_is_quiet(
-    tmp_path, make_broker, recorder
-):
-    broker = make_broker(tls=False)
-    rig = make_rig(tmp_path, broker_config(broker))
-    quiet = threading.Event()
-    quiet.set()
-    rig.uplink.defer_to(quiet, max_wait_s=2.0)  # the real bound is 2 ms: long, to see it
-    rig.uplink.start()
-    try:
-        wait_until(lambda: rig.uplink.state == "connected", 10, "connected")
-        quiet.clear()  # the core starts a batch ...
-        rig.emit(draft())
-        time.sleep(0.3)
-        assert rig.uplink.stats()["published"] == 0  # ... nothing goes out while it lasts
-        quiet.set()
-        released = time.monotonic()
-        wait_until(lambda: rig.uplink.stats()["published"] == 1, 10, "published")
-        assert time.monotonic() - released < 1.0, "released by the core, not by the bound"
-        wait_until(lambda: rig.outbox.stats().unsent == 0, 10, "marked sent")
-    finally:
-        rig.close()

@@ -1,0 +1,173 @@
+"""The event envelope: what is signed, stored, published and verified.
+
+An envelope is a JSON object with exactly the fields of ENVELOPE_FIELDS (integers only,
+no floats anywhere); `sig` signs the canonical bytes of the rest, `prev` is the chain
+hash of the previous envelope of the same device (GENESIS_PREV for seq 1). The bytes
+that are stored, published and hashed are the canonical bytes including `sig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+from agent.wire.encoding import (
+    MAX_DEPTH,
+    MalformedJson,
+    WireError,
+    b64u,
+    canonical,
+    chain_hash,
+    reject_floats,
+)
+from agent.wire.signing import SigningKey, VerifyKey, check_signature
+from agent.wire.strict_json import parse_json
+
+ENVELOPE_VERSION: Final = 1
+ENVELOPE_FIELDS: Final = frozenset(
+    {"v", "device", "boot", "seq", "ts", "mono", "clock_ok", "type", "sev", "data", "prev", "sig"}
+)
+SEVERITIES: Final = frozenset({"info", "warning", "alarm"})
+CATEGORIES: Final = frozenset(
+    {"access", "door", "lock", "inventory", "env", "alarm", "policy", "system", "command"}
+)
+_INTEGERS: Final = ("v", "boot", "seq", "ts", "mono")
+_STRINGS: Final = ("device", "type", "sev", "prev", "sig")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A signed envelope: the parsed fields and the exact bytes that are stored and sent."""
+
+    fields: Mapping[str, Any]
+    payload: bytes  # canonical bytes including sig: what is published and hashed
+
+    @property
+    def seq(self) -> int:
+        return int(self.fields["seq"])
+
+    @property
+    def device(self) -> str:
+        return str(self.fields["device"])
+
+    @property
+    def type(self) -> str:
+        return str(self.fields["type"])
+
+    @property
+    def hash(self) -> str:
+        return chain_hash(self.payload)
+
+
+def build_envelope(
+    *,
+    device: str,
+    boot: int,
+    seq: int,
+    ts: int,
+    mono: int,
+    clock_ok: bool,
+    type: str,
+    sev: str,
+    data: Mapping[str, Any],
+    prev: str,
+    key: SigningKey,
+) -> Envelope:
+    """The one way to make envelope bytes: canonicalise, sign, then add `sig`.
+
+    The canonical bytes with `sig` differ from the signed message only by `"sig":"…"`
+    where it sorts (`sev` < `sig` < `ts`), so it is spliced in instead of encoding the
+    whole envelope a second time (docs/decisions.md, "Sealing an envelope").
+    """
+    if sev not in SEVERITIES:
+        raise WireError(f"sev {sev!r} is not one of {sorted(SEVERITIES)}")
+    unsigned: dict[str, Any] = {
+        "v": ENVELOPE_VERSION,
+        "device": device,
+        "boot": boot,
+        "seq": seq,
+        "ts": ts,
+        "mono": mono,
+        "clock_ok": clock_ok,
+        "type": type,
+        "sev": sev,
+        "data": dict(data),
+        "prev": prev,
+    }
+    if not _plain(unsigned["data"], 0):
+        reject_floats(unsigned["data"], "data")  # says what is wrong, or lets tuples by
+    message = canonical(unsigned)
+    sig = b64u(key.sign(message))
+    signed = {**unsigned, "sig": sig}
+    # After "ts" come only "type" (a JSON string: no bare quote inside) and "v", so the
+    # last `,"ts":` is the top-level one, provided ts is the integer the contract says.
+    if _all_int(ts, mono, boot, seq) and isinstance(type, str):
+        cut = message.rindex(b',"ts":')
+        payload = b"%s,\"sig\":\"%s\"%s" % (message[:cut], sig.encode("ascii"), message[cut:])
+    else:
+        payload = canonical(signed)
+    return Envelope(signed, payload)
+
+
+def _all_int(*values: object) -> bool:
+    return all(type(v) is int for v in values)
+
+
+def _plain(value: object, depth: int) -> bool:
+    """JSON that needs no checking: str, int, bool, None, str-keyed dicts, lists."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        items = cast("dict[Any, Any]", value).items()
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in items)
+    if kind is list:
+        return all(_plain(v, depth + 1) for v in cast("list[Any]", value))
+    return False
+
+
+def parse_envelope(payload: bytes | str) -> dict[str, Any]:
+    """Parse (strictly) and shape-check one envelope, not its signature; raise WireError."""
+    obj = parse_json(payload, max_depth=MAX_DEPTH + 1)  # `data` is one level down
+    if not isinstance(obj, dict):
+        raise MalformedJson("not a JSON object")
+    check_shape(obj)
+    return obj
+
+
+def check_shape(obj: Mapping[str, Any]) -> None:
+    """Raise WireError unless `obj` has exactly the envelope's fields, each of its type."""
+    keys = set(obj)
+    if keys != ENVELOPE_FIELDS:
+        missing, extra = ENVELOPE_FIELDS - keys, keys - ENVELOPE_FIELDS
+        raise WireError(f"fields: missing {sorted(missing)} unexpected {sorted(extra)}")
+    for name in _INTEGERS:
+        if type(obj[name]) is not int:
+            raise WireError(f"{name} must be an integer")
+    if obj["v"] != ENVELOPE_VERSION:
+        raise WireError(f"unknown envelope version {obj['v']}")
+    if obj["seq"] < 1:
+        raise WireError("seq must be >= 1")
+    if type(obj["clock_ok"]) is not bool:
+        raise WireError("clock_ok must be a boolean")
+    for name in _STRINGS:
+        if not isinstance(obj[name], str):
+            raise WireError(f"{name} must be a string")
+    if obj["sev"] not in SEVERITIES:
+        raise WireError(f"unknown sev {obj['sev']!r}")
+    if not isinstance(obj["data"], dict):
+        raise WireError("data must be an object")
+    reject_floats(obj["data"], "data")
+
+
+def verify_envelope(envelope: Mapping[str, Any], key: VerifyKey) -> None:
+    """Check one envelope's signature; raise SignatureError if it fails."""
+    check_signature(envelope, key)
+
+
+def envelope_hash(envelope: Mapping[str, Any]) -> str:
+    """The chain hash of a parsed envelope (what the next one's `prev` must be)."""
+    return chain_hash(canonical(envelope))
