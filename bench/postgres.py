@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL 15 cluster: initdb + pg_ctl as the `postgres` user, a free port.
+"""A throwaway PostgreSQL cluster: initdb + pg_ctl as the `postgres` user, a free port.
 
 Used by the centre's benchmark and its tests (tests/central_service/postgres.py turns a
 missing PostgreSQL into a skip, or a failure in CI). initdb refuses to run as root, so
@@ -19,7 +19,17 @@ import psycopg
 
 from bench.broker import _free_port as free_port
 
-BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _newest_bin() -> Path:
+    """Debian's server binaries, newest version first (15 on Debian 12, 17 on 13)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _newest_bin()
 
 
 class PostgresMissing(RuntimeError):
@@ -35,7 +45,7 @@ def _as_postgres(*args: str) -> list[str]:
 class PostgresCluster:
     def __init__(self) -> None:
         if not (BIN / "initdb").exists():
-            raise PostgresMissing("PostgreSQL 15 not found: apt-get install postgresql")
+            raise PostgresMissing("PostgreSQL not found: apt-get install postgresql")
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="central-pg-"))
         if os.geteuid() == 0:

@@ -92,7 +92,10 @@ class Verdict:
 
 
 def read_input(source: str) -> list[RawEnvelope]:
-    """Read `source` ('-' is stdin): JSON Lines, or an outbox/ledger SQLite database."""
+    """Read `source` ('-' is stdin): JSON Lines, an outbox/ledger SQLite database, or the
+    store of `cabinet-central` by its database URL (postgresql://..., sqlite:///...)."""
+    if source.startswith(("postgresql://", "postgresql+", "sqlite:///")):
+        return read_central_store(source)
     if source == "-":
         data = sys.stdin.buffer.read()
         if data.startswith(SQLITE_HEADER):
@@ -111,6 +114,17 @@ def read_input(source: str) -> list[RawEnvelope]:
         raise CentralError(f"{source}: is a directory") from None
     except OSError as exc:
         raise CentralError(f"{source}: cannot read: {exc.strerror}") from None
+
+
+def read_central_store(url: str) -> list[RawEnvelope]:
+    from central.store import Store  # SQLAlchemy only for this kind of input
+
+    with Store.open(url) as store:
+        rows = store.stored_record()
+    return [
+        RawEnvelope(i, f"row {device}/{seq}", payload, device, seq)
+        for i, (device, seq, payload) in enumerate(rows, start=1)
+    ]
 
 
 def split_lines(data: bytes) -> list[RawEnvelope]:

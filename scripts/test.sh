@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(mosquitto mosquitto-clients pcscd libpcsclite-dev vsmartcard-vpcd swig socat systemd strace gcc chromium fonts-noto-cjk)
+DEBS=(mosquitto mosquitto-clients pcscd libpcsclite-dev vsmartcard-vpcd swig socat systemd strace gcc postgresql chromium fonts-noto-cjk)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for pkg in "${DEBS[@]}"; do

@@ -104,7 +104,7 @@ class Ingest:
     def _more_alarms(self) -> list[Incoming]:
         # An alarm's batch holds alarms only: it commits in milliseconds, not behind 500
         # envelopes of a backlog.
-        alarms = []
+        alarms: list[Incoming] = []
         while True:
             try:
                 message = self.client.messages.get_nowait()

@@ -17,10 +17,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 
-from agent.wire import WireError, canonical, category, chain_hash, verify_envelope
+from agent.wire import (
+    ChainVerifier,
+    Failure,
+    Malformed,
+    WireError,
+    WrongDevice,
+    category,
+    parse_json_object,
+)
 from central.registry import Device
 from central.store.recording import Presence, Rejected, Verified
-from central.verify import parse_strict, strict_json
 
 MAX_PAYLOAD = 64 * 1024  # an envelope is well under 4 KiB; a stocktake of 100 slots < 16 KiB
 
@@ -49,30 +56,37 @@ def judge(topic: str, payload: bytes, devices: Mapping[str, Device], received_ms
         return reject(f"too large: {len(payload)} bytes", topic_device)
     if kind == "status":
         return _status(payload, site, topic_device, devices, received_ms, reject)
-    try:
-        env = parse_strict(payload)
-    except WireError as exc:
-        return reject(f"malformed: {exc}", topic_device)
-    device, seq = str(env["device"]), int(env["seq"])
-    if device != topic_device:
-        return reject(
-            f"wrong device: topic of {topic_device!r}, envelope of {device!r}", device, seq
-        )
-    known = devices.get(device)
+    # agent.wire's verifier, stateless half only: strict parse, device, signature. The
+    # chain half (links, forks) needs the stored record: central.store.recording.
+    claimed = _claimed(payload)
+    known = devices.get(topic_device)
     if known is None:
-        return reject("unknown device: not in the registry", device, seq)
+        return reject("unknown device: not in the registry", topic_device, claimed)
+    checked = ChainVerifier(known.pubkey, topic_device).authenticate(payload)
+    if isinstance(checked, WrongDevice):
+        why = f"wrong device: topic of {topic_device!r}, envelope of {checked.claimed!r}"
+        return reject(why, topic_device, checked.seq)
+    if isinstance(checked, Failure):
+        kind = "malformed" if isinstance(checked, Malformed) else "forged or modified"
+        return reject(f"{kind}: {checked}", topic_device, checked.seq)
+    env = dict(checked.fields)
+    seq = checked.seq
     if known.site != site:
-        return reject(f"wrong site: {site!r}, the registry says {known.site!r}", device, seq)
+        return reject(f"wrong site: {site!r}, the registry says {known.site!r}", topic_device, seq)
     if category(str(env["type"])) != cat:
-        return reject(f"topic mismatch: {env['type']} on evt/{cat}", device, seq)
+        return reject(f"topic mismatch: {env['type']} on evt/{cat}", topic_device, seq)
+    if checked.payload != payload:
+        return reject("not in canonical form (the chain hashes canonical bytes)", topic_device, seq)
+    return Verified(env, checked.payload, checked.hash, topic, received_ms)
+
+
+def _claimed(payload: bytes) -> int | None:
+    """The seq a payload claims, for the quarantine row, if it says one at all."""
     try:
-        verify_envelope(env, known.pubkey)
-    except WireError as exc:
-        return reject(f"forged or modified: {exc}", device, seq)
-    exact = canonical(env)
-    if exact != payload:
-        return reject("not in canonical form (the chain hashes canonical bytes)", device, seq)
-    return Verified(env, exact, chain_hash(exact), topic, received_ms)
+        seq = parse_json_object(payload).get("seq")
+    except WireError:
+        return None
+    return seq if type(seq) is int else None
 
 
 def _status(
@@ -84,7 +98,7 @@ def _status(
     reject: Callable[..., Rejected],
 ) -> Rejected | Presence:
     try:
-        body = strict_json(payload)
+        body = parse_json_object(payload)
     except WireError as exc:
         return reject(f"malformed status: {exc}", device)
     if not isinstance(body, dict) or body.get("state") not in ("online", "offline"):

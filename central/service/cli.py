@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from agent.logs import configure as configure_logs
 from central.errors import EX_CONFIG, CentralError
 from central.service.config import CentralConfig, load_central_config
 from central.store import ROLES, Store
@@ -69,6 +68,9 @@ def main() -> None:
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto")
 def serve(config_path: Path, log_format: str) -> None:
     """Ingest every cabinet's events and serve the console and API."""
+    # The agent's structlog set-up (JSON for journald, readable on a terminal), imported
+    # here only: central's modules see nothing of the agent but its wire contract.
+    from agent.logs import configure as configure_logs
     from central.service.runtime import run
 
     configure_logs(log_format)

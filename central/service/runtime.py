@@ -22,12 +22,11 @@ from typing import Any
 
 import structlog
 
-from agent.wire import SigningKey
+from agent.wire import KeyFileError, SigningKey, read_key
 from central.errors import EX_CONFIG, CentralError
 from central.ingest.client import IngestClient
 from central.ingest.commands import CommandGateway
 from central.ingest.pipeline import Ingest
-from central.keys import load_signing_key
 from central.registry import Device, Registry, load_registry
 from central.service.config import CentralConfig
 from central.service.policies import load_policies
@@ -96,7 +95,10 @@ def open_parts(config: CentralConfig, *, migrate: bool = True) -> Parts:
     if not os.access(config.state_dir, os.W_OK):
         raise CentralError(f"state_dir {config.state_dir}: not writable", EX_CONFIG)
     registry = load_registry(config.registry)
-    key = load_signing_key(config.central_key)
+    try:
+        key = read_key(config.central_key)
+    except KeyFileError as exc:
+        raise CentralError(f"central_key {exc}", EX_CONFIG) from None
     policies = load_policies(config.policies, key.public)
     store = Store.open(config.database_url)
     try:

@@ -323,3 +323,13 @@ def command_answer(
         if isinstance(data, dict) and data.get("nonce") == nonce:
             return str(kind), int(seq), data
     return None
+
+
+def record(conn: Connection) -> list[tuple[str, int, bytes]]:
+    """Every stored envelope as (device, seq, payload), in device and seq order."""
+    rows = conn.execute(
+        select(events.c.device, events.c.seq, events.c.payload).order_by(
+            events.c.device, events.c.seq
+        )
+    )
+    return [(str(d), int(s), bytes(p)) for d, s, p in rows]

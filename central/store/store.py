@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+import central.store.people as people
+import central.store.reads as reads
 from agent.wire import GENESIS_PREV
 from central.errors import CentralError
 from central.projections.advance import advance
 from central.projections.apply import Head
-from central.store import people, reads
 from central.store.engine import READ_ONLY, insert_ignore, make_engine, migrate, upsert
 from central.store.gaps import ResendAsk, due_resends
 from central.store.recording import (
@@ -281,6 +282,10 @@ class Store:
                 c, now_ms, grace_ms=grace_ms, retry_ms=retry_ms, max_range=max_range
             )
         )
+
+    def stored_record(self) -> list[tuple[str, int, bytes]]:
+        """The whole stored record, (device, seq, payload) in order (`cabinetctl verify`)."""
+        return self._run(reads.record, write=False)
 
     def head_seq(self, device: str) -> int:
         """The highest stored seq of a device (0 if none)."""

@@ -13,4 +13,4 @@ class PostgresCluster(_Cluster):
         try:
             super().__init__()
         except PostgresMissing as exc:
-            missing("PostgreSQL 15", str(exc))
+            missing("PostgreSQL", str(exc))

@@ -24,8 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.wire import Envelope, VerifyKey, check_signature
-from central.keys import generate_key_file
+from agent.wire import Envelope, VerifyKey, check_signature, write_new_key
 from tests.central.cabinet import FakeCabinet, write_registry
 from tests.support.broker import free_port
 
@@ -60,7 +59,7 @@ class CentralRig:
         self.database_url = database_url
         self.registry = write_registry(tmp / "devices.toml", *cabinets)
         self.key_path = tmp / "central.key"
-        self.central_key = generate_key_file(self.key_path)
+        self.central_key = write_new_key(self.key_path)
         self.config = tmp / "central.toml"
         self.config.write_text(
             f'registry = "{self.registry}"\ncentral_key = "{self.key_path}"\n'

@@ -196,3 +196,15 @@ def test_stored_payloads_are_the_canonical_signed_bytes(store: Store, feed: Feed
     )
     f.send(cab, env)
     assert store.events(cab.device, from_seq=1, limit=10) == [canonical(env.fields)]
+
+
+def test_cabinetctl_verify_reads_the_central_store_by_its_url(store: Store, feed: Feeder) -> None:
+    from central.verify import read_input, verify_input
+
+    cab = FakeCabinet()
+    f = feed(cab)
+    for _ in range(3):
+        f.send(cab, cab.emit("system.heartbeat", {}))
+    verdict = verify_input(read_input(store.url), {cab.device: cab.key.public})
+    assert verdict.ok and verdict.events == 3, verdict.summary()
+    assert not verify_input(read_input(store.url), {}).ok  # an unknown device is a failure
