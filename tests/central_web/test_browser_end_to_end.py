@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from agent.keys import read_key
+from agent.wire import read_key
 from tests.central.cabinet import FakeCabinet
 from tests.central_service.rig import CentralRig, wait_until
 from tests.central_web.browser import export_ledger, launch_chromium, screenshot
