@@ -270,3 +270,8 @@ def test_the_live_stream_says_when_the_database_is_away(make_client, record):
             if line.startswith("data:"):
                 break
     assert "event: down" in lines and "data: database" in lines
+
+
+def test_the_csv_link_keeps_a_filter_with_odd_characters_intact(make_client):
+    html = make_client("audit").get("/ledger?container=c%26d%231").text
+    assert 'href="/api/ledger?format=csv&amp;container=c%26d%231"' in html
