@@ -52,19 +52,39 @@ class Incoming:
     payload: bytes = field(compare=False)
     mid: int = field(compare=False)
     qos: int = field(compare=False)
+    lane: str = field(compare=False, default="main")  # which connection to acknowledge on
 
 
 class IngestClient:
-    def __init__(self, broker: BrokerConfig, prefix: str) -> None:
+    """One broker connection of the ingest. Two per process:
+    - lane "main": every event (shared) and every status (unshared), and the commands;
+    - lane "alarms": `…/evt/alarm` only, in a share group of its own, so an alarm never
+      waits behind a backlog of telemetry in one socket. Each alarm thus arrives twice;
+      the second copy is a duplicate like any redelivery.
+    Both put into one queue, where an alarm overtakes everything else (DESIGN §5: a new
+    alarm is never delayed behind a drain); acknowledgements still go out per connection
+    in arrival order (pipeline.InOrderAcks).
+    """
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        prefix: str,
+        *,
+        lane: str = "main",
+        messages: queue.PriorityQueue[Incoming] | None = None,
+    ) -> None:
         self.prefix = prefix
-        # An alarm overtakes a backlog (DESIGN §5: a new alarm is never delayed behind a
-        # drain); acknowledgements still go out in arrival order (pipeline.InOrderAcks).
-        self.messages: queue.PriorityQueue[Incoming] = queue.PriorityQueue()
+        self.lane = lane
+        self.messages: queue.PriorityQueue[Incoming] = messages or queue.PriorityQueue()
         self._arrivals = itertools.count()
         self._cond = threading.Condition()
         self._connected = False
         self._acks: dict[int, Any] = {}
         client_id = broker.client_id or f"cabinet-central-{socket.gethostname()}-{os.getpid()}"
+        if lane != "main":
+            client_id = f"{client_id}-{lane}"
+        self._persistent = broker.client_id is not None and broker.session_expiry_s > 0
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -98,6 +118,8 @@ class IngestClient:
 
     @property
     def filters(self) -> list[str]:
+        if self.lane == "alarms":
+            return [f"$share/{SHARE_GROUP}-alarms/{self.prefix}/+/+/evt/alarm"]
         return [
             f"$share/{SHARE_GROUP}/{self.prefix}/+/+/evt/#",
             f"{self.prefix}/+/+/status",
@@ -110,7 +132,7 @@ class IngestClient:
         # A persistent session only under a configured, stable client id: the broker keeps
         # routing a share of the stream to an offline session, which only pays off if the
         # same process comes back for it (systemd restarts it) before session_expiry_s.
-        persistent = self._broker.client_id is not None and self._broker.session_expiry_s > 0
+        persistent = self._persistent
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if persistent:
             props.SessionExpiryInterval = self._broker.session_expiry_s
@@ -179,7 +201,7 @@ class IngestClient:
         if refused:
             log.error("broker.subscription_refused", reasons=refused, filters=self.filters)
         else:
-            log.info("broker.subscribed", filters=self.filters)
+            log.info("broker.subscribed", lane=self.lane, filters=self.filters)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         with self._cond:
@@ -190,7 +212,9 @@ class IngestClient:
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         rank = 0 if "/evt/alarm" in msg.topic else 1
         order = next(self._arrivals)
-        self.messages.put(Incoming(rank, order, msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+        self.messages.put(
+            Incoming(rank, order, msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.lane)
+        )
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
         with self._cond:

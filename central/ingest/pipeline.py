@@ -60,19 +60,20 @@ class Counters:
 class Ingest:
     def __init__(
         self,
-        client: IngestClient,
+        clients: list[IngestClient],
         store: Store,
         devices: Callable[[], Mapping[str, Device]],
         *,
         batch: int = 500,
     ) -> None:
-        self.client = client
+        self.clients = clients
+        self.messages = clients[0].messages  # one queue, shared by every connection
         self.store = store
         self.devices = devices
         self.batch = batch
         self.counters = Counters()
         self.database_ok = True
-        self.acks = InOrderAcks(client.ack)
+        self.acks = {c.lane: InOrderAcks(c.ack) for c in clients}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
 
@@ -85,7 +86,7 @@ class Ingest:
 
     def _gather(self) -> list[Incoming]:
         try:
-            first = self.client.messages.get(timeout=0.2)
+            first = self.messages.get(timeout=0.2)
         except queue.Empty:
             return []
         batch = [first]
@@ -94,7 +95,7 @@ class Ingest:
         deadline = time.monotonic() + GATHER_S
         while len(batch) < self.batch:
             try:
-                batch.append(self.client.messages.get_nowait())
+                batch.append(self.messages.get_nowait())
             except queue.Empty:
                 if time.monotonic() >= deadline:
                     break
@@ -107,11 +108,11 @@ class Ingest:
         alarms: list[Incoming] = []
         while True:
             try:
-                message = self.client.messages.get_nowait()
+                message = self.messages.get_nowait()
             except queue.Empty:
                 return alarms
             if message.rank != 0:
-                self.client.messages.put(message)
+                self.messages.put(message)
                 return alarms
             alarms.append(message)
 
@@ -123,7 +124,7 @@ class Ingest:
             try:
                 self.handle(messages)
             except Exception:  # a bug must not stop the ingest; unacknowledged = asked again
-                self.acks.finished(messages, stored=False)
+                self._finished(messages, stored=False)
                 self.counters.failures += 1
                 log.exception("ingest.batch_failed", messages=len(messages))
 
@@ -144,8 +145,14 @@ class Ingest:
         outcomes = self._record(verified, rejected, presence)
         if outcomes is None:
             return  # stopping with the database down: nothing acknowledged
-        self.acks.finished(messages, stored=True)
+        self._finished(messages, stored=True)
         self._count(verified, outcomes, rejected)
+
+    def _finished(self, messages: list[Incoming], *, stored: bool) -> None:
+        for lane, acks in self.acks.items():
+            mine = [m for m in messages if m.lane == lane]
+            if mine:
+                acks.finished(mine, stored=stored)
 
     def _record(
         self, verified: list[Verified], rejected: list[Rejected], presence: list[Presence]

@@ -14,7 +14,6 @@ central.store.recording, in the transaction that stores the envelope.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 
 from agent.wire import (
@@ -58,10 +57,9 @@ def judge(topic: str, payload: bytes, devices: Mapping[str, Device], received_ms
         return _status(payload, site, topic_device, devices, received_ms, reject)
     # agent.wire's verifier, stateless half only: strict parse, device, signature. The
     # chain half (links, forks) needs the stored record: central.store.recording.
-    claimed = _claimed(payload)
     known = devices.get(topic_device)
     if known is None:
-        return reject("unknown device: not in the registry", topic_device, claimed)
+        return reject("unknown device: not in the registry", topic_device, _claimed(payload))
     checked = ChainVerifier(known.pubkey, topic_device).authenticate(payload)
     if isinstance(checked, WrongDevice):
         why = f"wrong device: topic of {topic_device!r}, envelope of {checked.claimed!r}"
@@ -121,9 +119,3 @@ def _status(
         last_seq if type(last_seq) is int and last_seq >= 0 else None,
         received_ms,
     )
-
-
-def describe(payload: bytes) -> str:
-    """A short, safe text of a payload for logs (never the whole of it)."""
-    text = payload[:120].decode("utf-8", "replace")
-    return json.dumps(text, ensure_ascii=False)

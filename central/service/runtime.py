@@ -122,8 +122,14 @@ class Service:
         self.parts = parts
         config = parts.config
         self.client = IngestClient(config.broker, config.topic_prefix)
+        self.alarm_client = IngestClient(
+            config.broker, config.topic_prefix, lane="alarms", messages=self.client.messages
+        )
         self.ingest = Ingest(
-            self.client, parts.store, parts.registry.devices, batch=config.ingest.batch
+            [self.client, self.alarm_client],
+            parts.store,
+            parts.registry.devices,
+            batch=config.ingest.batch,
         )
         self.gateway = CommandGateway(
             parts.store,
@@ -136,16 +142,18 @@ class Service:
         self._ticker = threading.Thread(target=self._tick_loop, name="resend", daemon=True)
 
     def ingest_connected(self) -> bool:
-        return self.client.connected
+        return self.client.connected and self.alarm_client.connected
 
     def start(self) -> None:
         self.client.start()
+        self.alarm_client.start()
         self.ingest.start()
         self._ticker.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.client.stop()
+        self.alarm_client.stop()
         self.ingest.stop()
         self._ticker.join(5)
         self.parts.store.close()

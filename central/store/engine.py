@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from alembic import command
@@ -98,13 +99,38 @@ def _upsert(dialect: str, table: Table, columns: frozenset[str], keys: tuple[str
 def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
     """Insert one row unless its primary key (or a unique key) is taken; True if inserted."""
     stmt = _insert_ignore(conn.dialect.name, table)
-    return conn.execute(stmt, dict(values)).first() is not None
+    return _execute_prepared(conn, stmt, values).first() is not None
 
 
 def upsert(conn: Connection, table: Table, values: Mapping[str, Any], keys: list[str]) -> None:
     """Insert one row, or update the given non-key columns where the primary key exists."""
     stmt = _upsert(conn.dialect.name, table, frozenset(values), tuple(keys))
-    conn.execute(stmt, dict(values))
+    _execute_prepared(conn, stmt, values)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    sql: str
+    names: tuple[str, ...] | None  # the parameters' order (qmark style), or None (named)
+
+
+_PREPARED: dict[tuple[int, frozenset[str]], _Prepared] = {}
+
+
+def _execute_prepared(conn: Connection, stmt: Any, values: Mapping[str, Any]) -> Any:
+    # SQLAlchemy 2.0 has no cache key for INSERT ... ON CONFLICT, so it would compile the
+    # statement again on every call (measured: ~0.3 ms, most of a projection's cost).
+    # These statements are fixed, their values plain str/int/None: compile once per
+    # column set and hand the SQL to the driver.
+    key = (id(stmt), frozenset(values))
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=sorted(values))
+        names = tuple(compiled.positiontup) if compiled.positional else None
+        prepared = _PREPARED.setdefault(key, _Prepared(compiled.string, names))
+    if prepared.names is None:
+        return conn.exec_driver_sql(prepared.sql, dict(values))
+    return conn.exec_driver_sql(prepared.sql, tuple(values[name] for name in prepared.names))
 
 
 def migrate(engine: Engine) -> None:

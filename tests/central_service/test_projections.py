@@ -299,3 +299,96 @@ def test_projections_do_not_depend_on_the_order_of_arrival(store: Store, seed: i
     ]
     assert [c.last_seq for c in store.cabinets() if c.device == cab.device] == [15]
     assert store.events(cab.device, limit=100) == [e.payload for e in cab.envelopes]
+
+
+def test_receipt_disposal_stocktake_and_tap_out_are_projected(store: Store, feed: Feeder) -> None:
+    """The vocabulary the agent does not emit yet, hand-signed (DESIGN §4.3)."""
+    cab = FakeCabinet()
+    cab.emit(
+        "access.granted",
+        {
+            "persons": PAIR,
+            "readers": ["A", "B"],
+            "mode": "remote",
+            "session": "s-9",
+            "approval": "n-7",
+        },
+    )
+    cab.emit(
+        "inventory.received",
+        {
+            "session": "s-9",
+            "persons": PAIR,
+            "slot": 4,
+            "container": "c-KCN-02",
+            "cas": "151-50-8",
+            "expected_mg": 250000,
+            "measured_mg": 249800,
+            "book_mg": 249800,
+        },
+    )
+    cab.emit(
+        "command.applied",
+        {
+            "name": "approve_disposal",
+            "nonce": "n-8",
+            "reason": None,
+            "args": {
+                "container": "c-NaCN-01",
+                "persons": PAIR,
+                "by": "p-2001",
+                "purpose": "expired stock",
+                "until_ms": DAY0_MS + 10**7,
+            },
+        },
+    )
+    cab.emit(
+        "inventory.disposed",
+        {
+            "session": "s-9",
+            "persons": PAIR,
+            "slot": 3,
+            "container": "c-NaCN-01",
+            "cas": "143-33-9",
+            "book_mg": 120000,
+            "approval": {"nonce": "n-8"},
+            "purpose": "expired stock",
+        },
+    )
+    cab.emit("access.closed", {"session": "s-9", "persons_out": PAIR, "complete": True})
+    cab.emit(
+        "inventory.stocktake",
+        {
+            "persons": PAIR,
+            "all_ok": True,
+            "slots": [
+                {
+                    "slot": 4,
+                    "container": "c-KCN-02",
+                    "measured_mg": 249700,
+                    "book_mg": 249800,
+                    "diff_mg": -100,
+                    "ok": True,
+                }
+            ],
+        },
+    )
+    cab.emit("access.pending", {"person": "p-1004", "reader": "A", "expires_at_ms": DAY0_MS})
+    cab.emit("access.expired", {"person": "p-1004"})
+    feed(cab).send(cab)
+    rows = store.ledger(device=cab.device)
+    assert [(r.kind, r.container, r.amount_mg, r.book_mg) for r in rows] == [
+        ("received", "c-KCN-02", 249800, 249800),
+        ("disposed", "c-NaCN-01", 120000, 0),
+    ]
+    assert (rows[1].approver, rows[1].purpose) == ("p-2001", "expired stock")
+    (book,) = store.books(cab.device)  # the disposed container left the books
+    assert (book.container, book.book_mg, book.measured_mg) == ("c-KCN-02", 249800, 249700)
+    (session,) = store.sessions(cab.device)
+    assert (session.mode, session.closed_ms) == ("remote", cab.envelopes[4].fields["ts"])
+    assert store.pending_approvals(0) == []
+    day = datetime.datetime.fromtimestamp(DAY0_MS / 1000, datetime.UTC).date()
+    daily = {r.container: r for r in store.daily(day, "UTC")}
+    assert (daily["c-KCN-02"].received_mg, daily["c-KCN-02"].ok) == (249800, True)
+    assert (daily["c-NaCN-01"].disposed_mg, daily["c-NaCN-01"].closing_mg) == (120000, 0)
+    assert daily["c-NaCN-01"].ok

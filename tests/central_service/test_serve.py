@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from central.store import Store
 from central.store.schema import events
-from tests.central.cabinet import FakeCabinet, forge
+from tests.central.cabinet import FakeCabinet, forge, write_registry
 from tests.central_service.rig import CentralRig, FakeFleet, wait_until
 from tests.support.broker import Broker, free_port
 
@@ -34,12 +34,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def rigged(
-    tmp_path: Path, broker: Broker, sqlite_url: str
+    tmp_path: Path, broker: Broker, store_url: str
 ) -> Iterator[tuple[CentralRig, FakeFleet, list[FakeCabinet], Store]]:
+    """Three fake cabinets and the centre, on SQLite and on PostgreSQL (store_url)."""
     cabinets = [FakeCabinet(device=f"cab-{i}") for i in range(3)]
-    rig = CentralRig(tmp_path, broker.url, sqlite_url, cabinets)
+    rig = CentralRig(tmp_path, broker.url, store_url, cabinets)
     fleet = FakeFleet(broker.host, broker.port, cabinets, rig.central_pub)
-    store = Store.open(sqlite_url)
+    store = Store.open(store_url)
     yield rig, fleet, cabinets, store
     rig.stop_all()
     fleet.close()
@@ -210,3 +211,28 @@ def test_two_serve_processes_share_the_stream_and_killing_one_loses_nothing(rigg
         assert conn.execute(select(func.count()).select_from(events)).scalar() == sum(
             len(c.envelopes) for c in cabinets
         )
+
+
+def test_a_cabinet_added_to_the_registry_while_serving_is_believed_from_then_on(
+    tmp_path: Path, broker: Broker, sqlite_url: str
+) -> None:
+    known, newcomer = FakeCabinet(device="cab-known"), FakeCabinet(device="cab-new")
+    rig = CentralRig(tmp_path, broker.url, sqlite_url, [known])
+    fleet = FakeFleet(broker.host, broker.port, [known, newcomer], rig.central_pub)
+    try:
+        rig.serve_ready()
+        with Store.open(sqlite_url) as store:
+            fleet.publish(newcomer, fleet.emit(newcomer, "system.started", {}))
+            wait_until(lambda: len(store.quarantine()) == 1, 20, "the stranger quarantined")
+            assert store.quarantine()[0].reason == "unknown device: not in the registry"
+            write_registry(rig.registry, known, newcomer)  # cabinetctl device add
+            wait_until(
+                lambda: "cab-new" in {c.device for c in store.cabinets()},
+                20,
+                "the registry re-read",
+            )
+            fleet.publish(newcomer, newcomer.envelopes[0])  # its resend of seq 1
+            wait_until(lambda: _stored(store, "cab-new") == 1, 20, "the newcomer's seq 1")
+    finally:
+        rig.stop_all()
+        fleet.close()

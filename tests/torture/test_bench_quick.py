@@ -29,6 +29,8 @@ KEYS = {
     "decision": {"p50_ms", "p99_ms", "fsync_p99_ms", "floor_ratio"},
     "drain": {"ratio", "live_alarm_max_ms"},
     "footprint": {"rss_mb", "rss_growth_mb", "idle_cpu_pct", "ready_s", "fsync_per_event"},
+    "central_ingest_sqlite": {"ratio", "events_per_s", "raw_per_s", "alarm_p99_ms"},
+    "central_ingest_postgres": {"ratio", "events_per_s", "raw_per_s", "alarm_p99_ms"},
 }
 
 
