@@ -70,7 +70,8 @@ def console(tmp_path: Path) -> Iterator[Console]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, console: Console) -> Iterator[Any]:
+    # the page closes (and with it its live stream) before the console's server stops
     context = browser.new_context(
         locale="zh-CN", viewport={"width": 1280, "height": 800}, accept_downloads=True
     )
