@@ -8,6 +8,7 @@ stream says the record grew.
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -150,7 +151,7 @@ def ledger(
         "device": device, "container": container, "person": person, "since": since,
         "until": until,
     }
-    query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
+    query = urlencode({k: v for k, v in filters.items() if v})
     return render(
         request,
         "ledger.html",

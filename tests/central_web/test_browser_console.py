@@ -70,7 +70,8 @@ def console(tmp_path: Path) -> Iterator[Console]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, console: Console) -> Iterator[Any]:
+    # the page closes (and with it its live stream) before the console's server stops
     context = browser.new_context(
         locale="zh-CN", viewport={"width": 1280, "height": 800}, accept_downloads=True
     )
@@ -111,6 +112,51 @@ def test_a_new_alarm_appears_within_a_second_with_a_sound(page, console):
     assert page.evaluate("window.consoleBeeps") >= 1
     assert "重量变化无记录" in page.inner_text(f'[data-alarm="{DEVICE}/A1-2"]')
     screenshot(page, "alarms-live")
+
+
+def test_a_muted_console_still_shows_a_new_alarm_but_stays_silent(page, console):
+    sign_in(page, console, "wang")
+    page.goto(f"{console.server.url}/alarms")
+    page.wait_for_selector("#live-state.ok")
+    page.click("#mute")
+    assert "静音" in page.inner_text("#mute")
+    console.emit("alarm.raised", {"alarm": "A1-3", "kind": "leak"})
+    page.wait_for_selector(f'[data-alarm="{DEVICE}/A1-3"]', timeout=1000)
+    assert page.evaluate("[window.consoleBeeps, window.consoleSounds]") == [1, 0]
+    page.reload()  # muting is remembered by this browser
+    assert "静音" in page.inner_text("#mute")
+
+
+def test_a_keeper_resolves_a_discrepancy_with_a_reason_and_a_second_person(page, console):
+    console.emit("alarm.raised", {"alarm": "A1-4", "kind": "mass_unexplained", "slot": 3})
+    sign_in(page, console, "zhang")
+    page.goto(f"{console.server.url}/alarms")
+    alarm = page.locator(f'[data-alarm="{DEVICE}/A1-4"]')
+    alarm.locator("details.resolve summary").click()
+    alarm.locator('select[name="reason"]').select_option("evaporation")
+    alarm.locator('input[name="second"]').fill("p-1003")
+    alarm.locator('textarea[name="resolve_comment"]').fill("夏季挥发，复称确认")
+    screenshot(page, "alarm-resolve")
+    alarm.locator('button[data-action="resolve"]').click()
+    page.wait_for_selector(".flash.good")
+    assert console.gateway.sent[-1]["name"] == "resolve"
+    assert console.gateway.sent[-1]["args"] == {
+        "alarm": "A1-4", "reason": "evaporation", "persons": ["p-1001", "p-1003"],
+        "comment": "夏季挥发，复称确认",
+    }
+
+
+def test_a_keeper_approves_a_waiting_badge_as_the_second_person(page, console):
+    console.emit("access.pending", {"person": "p-1002", "reader": "B",
+                                    "expires_at_ms": int(time.time() * 1000) + 60_000})
+    sign_in(page, console, "zhang")
+    page.goto(f"{console.server.url}/approvals")
+    waiting = page.locator(f'[data-pending="{DEVICE}/p-1002"]')
+    assert "李娜" in waiting.inner_text()
+    waiting.locator('button[data-action="approve"]').click()
+    page.wait_for_selector(".flash.good")
+    sent = console.gateway.sent[-1]
+    assert (sent["name"], sent["args"], sent["by"]) == ("approve", {"person": "p-1002"}, "p-1001")
 
 
 def test_acknowledging_with_a_chinese_comment_signs_it_in_my_name(page, console):

@@ -166,8 +166,12 @@ def test_an_alarm_at_the_cabinet_appears_live_and_its_ack_names_me(page, night):
     wait_until(lambda: bool(acknowledged()), 15, "alarm.acknowledged in the cabinet's record")
     assert acknowledged()[0]["data"]["by"] == "p-1002"
     assert acknowledged()[0]["data"]["comment"] == "值班员已电话通知保管员，门已关好"
-    page.reload()
-    assert "李娜" in page.inner_text(f'[data-alarm="{DEVICE}/{alarm_id}"]')  # by name
+    # its history (raised, acknowledged by whom and why, cleared) names people by name
+    page.goto(f"{running.url}/alarms/{DEVICE}/{alarm_id}")
+    wait_until(lambda: "Li Na" in page.inner_text(".timeline") or bool(page.reload()), 15,
+               "the acknowledgement in the alarm's history")
+    assert "值班员已电话通知保管员" in page.inner_text(".timeline")
+    screenshot(page, "e2e-alarm-history")
 
 
 def test_a_remote_approval_opens_the_simulated_cabinet(page, night):

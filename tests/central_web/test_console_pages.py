@@ -72,6 +72,7 @@ def test_a_session_older_than_the_idle_limit_is_signed_out(make_client):
             return int(time.time()) - 9 * 3600
 
     stale = NineHoursAgo(SECRET).sign(payload).decode()
+    client.cookies.clear()
     client.cookies.set("cabinet_session", stale)
     assert client.get("/", follow_redirects=False).status_code == 303
 
@@ -239,3 +240,38 @@ def test_a_gap_in_a_cabinets_record_is_said_on_its_page(make_client, record):
     record.cabinet_rows[0] = dataclasses.replace(record.cabinet_rows[0], missing=((12, 15),))
     html = make_client("audit").get(f"/cabinets/{DEVICE}").text
     assert "记录有缺口" in html and "#12–#15" in html
+
+
+def test_the_live_stream_needs_a_sign_in(make_client):
+    answer = make_client().get("/live", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+
+
+def test_the_live_stream_says_that_the_record_changed(make_client, record):
+    client = make_client("wang")
+    record.mark = 7
+    with client.stream("GET", "/live") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = []
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line.startswith("data:"):
+                break
+    assert "event: change" in lines and "data: 7" in lines
+
+
+def test_the_live_stream_says_when_the_database_is_away(make_client, record):
+    client = make_client("wang")
+    record.down = True
+    with client.stream("GET", "/live") as stream:
+        lines = []
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line.startswith("data:"):
+                break
+    assert "event: down" in lines and "data: database" in lines
+
+
+def test_the_csv_link_keeps_a_filter_with_odd_characters_intact(make_client):
+    html = make_client("audit").get("/ledger?container=c%26d%231").text
+    assert 'href="/api/ledger?format=csv&amp;container=c%26d%231"' in html
