@@ -58,6 +58,8 @@ class MassLedger:
     def __init__(self) -> None:
         self.slots: dict[int, Slot] = {}
         self.approvals: list[Approval] = []
+        self.disposals: list[Approval] = []  # approve_disposal, not yet used (max_mg 0)
+        self.disposed: set[str] = set()  # left for good: a policy cannot bring them back
 
     # --- policy ------------------------------------------------------------------------
 
@@ -71,6 +73,8 @@ class MassLedger:
             for n, s in self.slots.items()
         }
         for box in policy.container:
+            if box.id in self.disposed:
+                continue
             prev = old.get(box.id)
             slot = slots.get(box.slot) or Slot(box.slot, None)
             slot.container, slot.tare = box.id, box.tare_mg
@@ -163,6 +167,10 @@ class MassLedger:
         }
         empty = self.is_empty(policy, slot, gross)
         if slot.present and empty:
+            disposal = self._take(self.disposals, ctx.now, slot.container or "", session.persons)
+            if disposal is not None:
+                self._dispose(ctx, slot, common, cas, disposal)
+                return
             slot.present = False
             within_ms = policy.inventory.return_within_s * 1000
             slot.due_wall_ms = ctx.now.wall_ms + within_ms
@@ -187,7 +195,7 @@ class MassLedger:
         if taken < 0:
             ctx.emit("inventory.return", "info", data)
             return
-        approval = self._take_approval(ctx.now, slot.container or "", session.persons)
+        approval = self._take(self.approvals, ctx.now, slot.container or "", session.persons)
         data["approval"] = (
             None
             if approval is None
@@ -209,9 +217,6 @@ class MassLedger:
         slot = next((s for s in self.slots.values() if s.container == container), None)
         if slot is not None and not slot.present:
             ctx.raise_("overdue_return", container, container=container, slot=slot.slot)
-
-    def approve(self, approval: Approval) -> None:
-        self.approvals.append(approval)
 
     def snapshot(self) -> list[dict[str, Any]]:
         rows = []
@@ -279,6 +284,18 @@ class MassLedger:
                 }
                 for a in self.approvals
             ],
+            "disposals": [
+                {
+                    "container": a.container,
+                    "persons": sorted(a.persons),
+                    "until_ms": a.until_ms,
+                    "nonce": a.nonce,
+                    "by": a.by,
+                    "purpose": a.purpose,
+                }
+                for a in self.disposals
+            ],
+            "disposed": sorted(self.disposed),
         }
 
     def restore(self, ctx: Step, state: dict[str, Any]) -> None:
@@ -300,6 +317,19 @@ class MassLedger:
             )
             for a in state["approvals"]
         ]
+        self.disposals = [
+            Approval(
+                a["container"],
+                0,
+                frozenset(a["persons"]),
+                a["until_ms"],
+                a["nonce"],
+                a["by"],
+                a["purpose"],
+            )
+            for a in state.get("disposals", [])
+        ]
+        self.disposed = set(state.get("disposed", []))
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -321,12 +351,30 @@ class MassLedger:
         else:
             ctx.clear("unknown_item", str(slot.slot), slot=slot.slot)
 
-    def _take_approval(
-        self, now: Instant, container: str, persons: tuple[str, ...]
+    @staticmethod
+    def _take(
+        approvals: list[Approval], now: Instant, container: str, persons: tuple[str, ...]
     ) -> Approval | None:
-        self.approvals = [a for a in self.approvals if a.until_ms >= now.wall_ms]
-        for approval in self.approvals:
+        """Use up the first valid approval of `container` for a session of `persons`."""
+        approvals[:] = [a for a in approvals if a.until_ms >= now.wall_ms]
+        for approval in approvals:
             if approval.container == container and approval.persons <= set(persons):
-                self.approvals.remove(approval)
+                approvals.remove(approval)
                 return approval
         return None
+
+    def _dispose(
+        self, ctx: Step, slot: Slot, common: dict[str, Any], cas: str, disposal: Approval
+    ) -> None:
+        """The container left for good under an approve_disposal (处置): its last book is
+        recorded and it is never overdue; the slot is empty from now on."""
+        data = {
+            **common,
+            "cas": cas,
+            "book_mg": slot.book,
+            "approval": {"nonce": disposal.nonce, "by": disposal.by},
+            "purpose": disposal.purpose,
+        }
+        ctx.emit("inventory.disposed", "info", data)
+        self.disposed.add(slot.container or "")
+        slot.container, slot.tare, slot.book, slot.present = None, 0, 0, False

@@ -27,6 +27,7 @@ EventType = Literal[
     "inventory.removed",
     "inventory.restored",
     "inventory.adjusted",
+    "inventory.disposed",
     "inventory.stocktake",
     "inventory.snapshot",
     "env.reading",
