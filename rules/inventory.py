@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.policy import Policy
+from rules import receipt_and_disposal
 from rules.effects import Instant
 from rules.step import Step
 from rules.timers import Overdue, Settle
@@ -28,6 +29,7 @@ class Slot:
     book: int = 0  # content on the books, mg
     present: bool = True  # the container is in its slot as far as the books know
     due_wall_ms: int | None = None  # return deadline while it is out of its slot
+    expected: int | None = None  # incoming: the delivery note's content, not yet received
     candidate: int | None = None  # latest reading that moved beyond tolerance
     since_mono: int = 0
     settled: int | None = None  # gross weight that held still for settle_s
@@ -79,10 +81,24 @@ class MassLedger:
             slot = slots.get(box.slot) or Slot(box.slot, None)
             slot.container, slot.tare = box.id, box.tare_mg
             slot.book = box.mass_mg if prev is None else prev.book
-            if prev is None or prev.slot != box.slot:
-                slot.present, slot.due_wall_ms = True, None
+            if (
+                prev is None
+                and slot.settled is not None
+                and self.is_empty(policy, slot, slot.settled)
+            ):
+                # A new container for a slot that is empty now: incoming until a session
+                # puts it in its slot (双人收); mass_mg is its delivery note.
+                slot.present, slot.book, slot.expected, slot.due_wall_ms = (
+                    False,
+                    0,
+                    box.mass_mg,
+                    None,
+                )
+            elif prev is None or prev.slot != box.slot:
+                slot.present, slot.due_wall_ms, slot.expected = True, None, None
             else:
                 slot.present, slot.due_wall_ms = prev.present, prev.due_wall_ms
+                slot.expected = prev.expected
             slots[box.slot] = slot
         self.slots = slots
 
@@ -169,7 +185,8 @@ class MassLedger:
         if slot.present and empty:
             disposal = self._take(self.disposals, ctx.now, slot.container or "", session.persons)
             if disposal is not None:
-                self._dispose(ctx, slot, common, cas, disposal)
+                self.disposed.add(slot.container or "")
+                receipt_and_disposal.dispose(ctx, slot, common, cas, disposal)
                 return
             slot.present = False
             within_ms = policy.inventory.return_within_s * 1000
@@ -178,6 +195,10 @@ class MassLedger:
             ctx.start(Overdue(slot.container or ""), within_ms)
             return
         if not slot.present and empty:
+            return
+        if slot.expected is not None:
+            tolerance = self.tolerance(policy, slot)
+            receipt_and_disposal.receive(ctx, slot, common, cas, gross, tolerance)
             return
         if not slot.present:
             slot.present = True
@@ -268,6 +289,7 @@ class MassLedger:
                     "book_mg": s.book,
                     "present": s.present,
                     "due_wall_ms": s.due_wall_ms,
+                    "expected_mg": s.expected,
                 }
                 for n, s in sorted(self.slots.items())
                 if s.container is not None
@@ -302,6 +324,7 @@ class MassLedger:
         for row in state["books"]:
             slot = Slot(row["slot"], row["container"], row["tare_mg"], row["book_mg"])
             slot.present, slot.due_wall_ms = row["present"], row["due_wall_ms"]
+            slot.expected = row.get("expected_mg")
             self.slots[slot.slot] = slot
             if not slot.present and slot.due_wall_ms is not None:
                 ctx.start(Overdue(slot.container or ""), slot.due_wall_ms - ctx.now.wall_ms)
@@ -362,19 +385,3 @@ class MassLedger:
                 approvals.remove(approval)
                 return approval
         return None
-
-    def _dispose(
-        self, ctx: Step, slot: Slot, common: dict[str, Any], cas: str, disposal: Approval
-    ) -> None:
-        """The container left for good under an approve_disposal (处置): its last book is
-        recorded and it is never overdue; the slot is empty from now on."""
-        data = {
-            **common,
-            "cas": cas,
-            "book_mg": slot.book,
-            "approval": {"nonce": disposal.nonce, "by": disposal.by},
-            "purpose": disposal.purpose,
-        }
-        ctx.emit("inventory.disposed", "info", data)
-        self.disposed.add(slot.container or "")
-        slot.container, slot.tare, slot.book, slot.present = None, 0, 0, False

@@ -26,6 +26,7 @@ EventType = Literal[
     "inventory.return",
     "inventory.removed",
     "inventory.restored",
+    "inventory.received",
     "inventory.adjusted",
     "inventory.disposed",
     "inventory.stocktake",

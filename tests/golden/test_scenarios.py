@@ -93,6 +93,7 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "discrepancy_resolved_by_two_persons",
         "stocktake_by_two_persons",
         "disposal_with_and_without_approval",
+        "receiving_by_two_persons",
     } <= names
 
 
