@@ -50,6 +50,7 @@ class AccessPolicy(_Strict):
     lockout_window_s: Positive = 300
     lockout_s: Positive = 300
     remote_second: StrictBool = False
+    tap_out_s: NonNeg = 0  # > 0: both persons badge again within this after the door closes
 
 
 class Person(_Strict):

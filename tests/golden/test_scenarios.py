@@ -94,6 +94,7 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "stocktake_by_two_persons",
         "disposal_with_and_without_approval",
         "receiving_by_two_persons",
+        "tap_out_after_a_session",
     } <= names
 
 
