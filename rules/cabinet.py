@@ -18,6 +18,7 @@ from config.policy import Policy
 from rules import commands, durable, system, tapout
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
+from rules.books import Slot
 from rules.effects import Effect, Instant, OutputName, SetOutput
 from rules.environment import Environment
 from rules.inputs import (
@@ -46,7 +47,7 @@ from rules.inputs import (
     VocReading,
     WeightReading,
 )
-from rules.inventory import MassLedger, Slot
+from rules.inventory import MassLedger
 from rules.session import Phase, Session
 from rules.step import Step
 from rules.tapout import TapOut

@@ -14,6 +14,7 @@ from config.policy import Policy
 from rules import discrepancy
 from rules.access import APPROVER_ROLES, AccessControl, Grant
 from rules.alarms import AlarmBook
+from rules.books import Approval
 from rules.command_args import (
     Ack,
     Approve,
@@ -26,7 +27,7 @@ from rules.command_args import (
 )
 from rules.effects import Emit, PersistPolicy, Republish
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
-from rules.inventory import Approval, MassLedger
+from rules.inventory import MassLedger
 from rules.session import Session
 from rules.step import Step
 from rules.timers import Settle, Timer

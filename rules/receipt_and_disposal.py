@@ -9,12 +9,10 @@ container leaving its slot is `inventory.disposed` with its last book, never ove
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rules.books import Approval, Slot
 from rules.step import Step
-
-if TYPE_CHECKING:  # the ledger's value types only; no module cycle at run time
-    from rules.inventory import Approval, Slot
 
 
 def receive(
