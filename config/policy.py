@@ -19,7 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-Role = Literal["keeper", "user", "safety_officer"]
+# operator: centre duty (ack, snapshot, resend); an operator alone never opens a cabinet.
+Role = Literal["keeper", "user", "safety_officer", "operator"]
+OPENING_ROLES = frozenset({"keeper", "user", "safety_officer"})
 PairRule = Literal["any-two", "keeper+any", "two-keepers"]
 ContainerClass = Literal["highly_toxic", "explosive_precursor", "other"]
 
@@ -78,7 +80,8 @@ class Person(_Strict):
         return not (self.valid_until is not None and now_ms >= _utc_ms(self.valid_until))
 
     def may_open(self, cabinet: str) -> bool:
-        return "*" in self.cabinets or cabinet in self.cabinets
+        listed = "*" in self.cabinets or cabinet in self.cabinets
+        return listed and bool(OPENING_ROLES & set(self.roles))
 
     @property
     def is_keeper(self) -> bool:
