@@ -163,47 +163,68 @@ def approve(person: str, by: str, policy_file: Path | None, **params: Any) -> No
     send_and_wait(params, "approve", {"person": person, "by": by})
 
 
+def approval_options(func: Any) -> Any:
+    """What approve-withdrawal and approve-disposal both name: container, persons, by."""
+    for option in (
+        click.option("--policy", "policy_file", type=EXISTING, help="check ids against it"),
+        click.option("--by", required=True, help="policy person id of the approver"),
+        click.option("--person", "persons", multiple=True, required=True, help="each person"),
+        click.option("--container", required=True, help="container id"),
+    ):
+        func = option(func)
+    return command_options(func)
+
+
 @click.command("approve-withdrawal")
-@click.option("--container", required=True, help="container id")
 @click.option("--max-grams", required=True, help="most content that may be taken, e.g. 25.5")
-@click.option("--person", "persons", multiple=True, required=True, help="repeat for each person")
 @click.option("--valid-for", default="2h", show_default=True, help="approval window")
-@click.option("--by", required=True, help="policy person id of the approver (keeper/safety)")
 @click.option("--purpose", required=True, help="what the content is for (用途), recorded")
-@click.option("--policy", "policy_file", type=EXISTING, help="check ids against this policy")
-@command_options
-def approve_withdrawal(
-    container: str,
-    max_grams: str,
-    persons: tuple[str, ...],
-    valid_for: str,
-    by: str,
-    purpose: str,
-    policy_file: Path | None,
-    **params: Any,
-) -> None:
+@approval_options
+def approve_withdrawal(max_grams: str, **options: Any) -> None:
     """Approve an amount of a container for a later session of these persons."""
     max_mg = grams_to_mg(max_grams, "--max-grams")
-    until = now_ms() + duration_s(valid_for, "--valid-for") * 1000
-    rules = load_policy_quietly(policy_file)
-    if rules is not None:
-        if rules.container_by_id(container) is None:
-            raise CentralError(f"container {container!r} is not in {policy_file}")
-        unknown = [p for p in (*persons, by) if rules.person_by_id(p) is None]
-        if unknown:
-            raise CentralError(f"not in {policy_file}: {', '.join(unknown)}")
-        approver = rules.person_by_id(by)
-        if approver is not None and not {"keeper", "safety_officer"} & set(approver.roles):
-            raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
+    _send_approval("approve_withdrawal", options, max_mg=max_mg)
+
+
+@click.command("approve-disposal")
+@click.option("--valid-for", default="8h", show_default=True, help="approval window")
+@click.option("--purpose", required=True, help="why it leaves for good (recorded)")
+@approval_options
+def approve_disposal(**options: Any) -> None:
+    """Let a container leave for good (处置) in a later session of these persons."""
+    _send_approval("approve_disposal", options)
+
+
+def _send_approval(name: str, options: dict[str, Any], **extra: int) -> None:
+    container, persons, by = options.pop("container"), options.pop("persons"), options.pop("by")
+    until = now_ms() + duration_s(options.pop("valid_for"), "--valid-for") * 1000
+    _check_approval(options.pop("policy_file"), container, persons, by)
     args = {
         "container": container,
-        "max_mg": max_mg,
+        **extra,
         "persons": list(persons),
         "until_ms": until,
         "by": by,
-        "purpose": purpose,
+        "purpose": options.pop("purpose"),
     }
-    send_and_wait(params, "approve_withdrawal", args)
+    send_and_wait(options, name, args)
+
+
+def _check_approval(
+    policy_file: Path | None, container: str, persons: tuple[str, ...], by: str
+) -> None:
+    """With a policy: the container and every person exist; `by` may approve."""
+    rules = load_policy_quietly(policy_file)
+    if rules is None:
+        return
+    if rules.container_by_id(container) is None:
+        raise CentralError(f"container {container!r} is not in {policy_file}")
+    unknown = [p for p in (*persons, by) if rules.person_by_id(p) is None]
+    if unknown:
+        raise CentralError(f"not in {policy_file}: {', '.join(unknown)}")
+    approver = rules.person_by_id(by)
+    if approver is not None and not {"keeper", "safety_officer"} & set(approver.roles):
+        raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
 
 
 @click.command()
@@ -454,6 +475,16 @@ class WatchLoop:
 
 def attach_remote_commands(cli: click.Group, policy: click.Group) -> None:
     policy.add_command(policy_push)
-    commands = (approve, approve_withdrawal, ack, resolve, stocktake, snapshot, resend, watch)
+    commands = (
+        approve,
+        approve_withdrawal,
+        approve_disposal,
+        ack,
+        resolve,
+        stocktake,
+        snapshot,
+        resend,
+        watch,
+    )
     for command in commands:
         cli.add_command(command)

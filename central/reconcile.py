@@ -8,8 +8,11 @@ Built from verified events up to the end of the chosen UTC day:
   tolerance (the larger of `tolerance_mg` and `tolerance_pct` of the book);
 - containers out of their slot (`inventory.removed` without `inventory.restored`), overdue
   past `return_within_s` or with an open `overdue_return` alarm;
-- alarms still open at the end of the day, acknowledged or not;
-- the day's movements: grams taken and returned.
+- alarms still open at the end of the day, acknowledged or not, with their age (an open
+  discrepancy of the books waits for two persons to resolve it);
+- the day's movements: grams taken and returned;
+- the day's two-person records of the books (双人记账): containers received, disposed,
+  books adjusted by a resolve, and stocktakes.
 """
 
 from __future__ import annotations
@@ -30,8 +33,14 @@ REPORT_TYPES = (
     "inventory.restored",
     "alarm.raised",
     "alarm.cleared",
+    "alarm.acknowledged",
     "command.applied",
+    "inventory.received",
+    "inventory.disposed",
+    "inventory.adjusted",
+    "inventory.stocktake",
 )
+RECORD_TYPES = REPORT_TYPES[-4:]
 
 
 @dataclass
@@ -64,6 +73,19 @@ class OpenAlarmLine:
     since_utc: str
     acked: bool
     container: str = ""
+    age_h: int = 0  # hours open at the end of the day
+    _since_ts: int = field(default=0, repr=False)
+
+
+@dataclass
+class DayRecord:
+    """One two-person record of the books made that day."""
+
+    time_utc: str
+    cabinet: str
+    record: str  # received | disposed | adjusted | stocktake
+    persons: str
+    detail: str
 
 
 @dataclass
@@ -71,6 +93,7 @@ class DailyReport:
     day: str
     containers: list[ContainerLine]
     alarms: list[OpenAlarmLine]
+    records: list[DayRecord] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -84,7 +107,10 @@ class DailyReport:
             "day": self.day,
             "balanced": self.balanced,
             "containers": [public(c) for c in self.containers],
-            "open_alarms": [asdict(a) for a in self.alarms],
+            "open_alarms": [
+                {k: v for k, v in asdict(a).items() if not k.startswith("_")} for a in self.alarms
+            ],
+            "records": [asdict(r) for r in self.records],
         }
 
 
@@ -99,6 +125,7 @@ def daily_report(
     inventory = policy.inventory if policy else InventoryPolicy()
     lines: dict[tuple[str, str], ContainerLine] = {}
     alarms: dict[tuple[str, str], OpenAlarmLine] = {}
+    records: list[DayRecord] = []
 
     def line(device: str, container: object, slot: object = None) -> ContainerLine | None:
         if not isinstance(container, str) or not container:
@@ -144,6 +171,10 @@ def daily_report(
             item = line(device, data.get("container"), data.get("slot"))
             if item is not None:
                 item._out_ts = None
+        elif kind in RECORD_TYPES:
+            _books_record(lines, line, device, kind, data)
+            if today:
+                records.append(_day_record(device, ts, kind, data))
         elif kind == "alarm.raised" and isinstance(data.get("alarm"), str):
             alarms[(device, data["alarm"])] = OpenAlarmLine(
                 device,
@@ -152,10 +183,13 @@ def daily_report(
                 utc_text(ts),
                 False,
                 str(data.get("container") or ""),
+                _since_ts=ts,
             )
         elif kind == "alarm.cleared" and isinstance(data.get("alarm"), str):
             alarms.pop((device, data["alarm"]), None)
-        elif kind == "command.applied" and data.get("name") == "ack":
+        elif kind == "alarm.acknowledged" or (
+            kind == "command.applied" and data.get("name") == "ack"
+        ):
             open_alarm = alarms.get((device, str(data.get("alarm"))))
             if open_alarm is not None:
                 open_alarm.acked = True
@@ -166,7 +200,41 @@ def daily_report(
         _judge(item, inventory, day_end_ms, (device, container) in overdue_alarm)
     ordered = sorted(lines.values(), key=lambda c: (c.cabinet, c.slot or 0, c.container))
     open_alarms = sorted(alarms.values(), key=lambda a: (a.cabinet, a.since_utc))
-    return DailyReport(day, ordered, open_alarms)
+    for alarm in open_alarms:
+        alarm.age_h = max(0, day_end_ms - alarm._since_ts) // 3_600_000
+    return DailyReport(day, ordered, open_alarms, records)
+
+
+def _books_record(
+    lines: dict[tuple[str, str], ContainerLine],
+    line: Any,
+    device: str,
+    kind: str,
+    data: Mapping[str, Any],
+) -> None:
+    """What a received, disposed or adjusted container does to its book line."""
+    if kind == "inventory.disposed":
+        lines.pop((device, str(data.get("container"))), None)  # gone for good
+        return
+    book = data.get("book_after_mg" if kind == "inventory.adjusted" else "book_mg")
+    item = line(device, data.get("container"), data.get("slot"))
+    if item is not None and isinstance(book, int):
+        item.book_mg = book
+
+
+def _day_record(device: str, ts: int, kind: str, data: Mapping[str, Any]) -> DayRecord:
+    persons = ", ".join(str(p) for p in data.get("persons") or [])
+    name = kind.removeprefix("inventory.")
+    if kind == "inventory.stocktake":
+        detail = "all ok" if data.get("all_ok") else "NOT ALL OK"
+    elif kind == "inventory.adjusted":
+        detail = f"{data.get('container')} {grams(data.get('delta_mg'))} g ({data.get('reason')})"
+    elif kind == "inventory.received":
+        note, count = data.get("expected_mg"), data.get("measured_mg")
+        detail = f"{data.get('container')} {grams(count)} g (note {grams(note)} g)"
+    else:
+        detail = f"{data.get('container')} {grams(data.get('book_mg'))} g ({data.get('purpose')})"
+    return DayRecord(utc_text(ts), device, name, persons, detail)
 
 
 def _judge(item: ContainerLine, inventory: InventoryPolicy, end_ms: int, alarmed: bool) -> None:
@@ -225,5 +293,9 @@ def render_text(report: DailyReport) -> str:
     out.append(f"Open alarms: {len(report.alarms)}")
     for a in report.alarms:
         acked = "acked" if a.acked else "NOT ACKED"
-        out.append(f"  {a.cabinet}  {a.kind}  {a.alarm}  since {a.since_utc}  {acked}")
+        age = f"open {a.age_h} h"
+        out.append(f"  {a.cabinet}  {a.kind}  {a.alarm}  since {a.since_utc}  {age}  {acked}")
+    out.append(f"Two-person records of the books today: {len(report.records)}")
+    for rec in report.records:
+        out.append(f"  {rec.time_utc}  {rec.cabinet}  {rec.record}  {rec.persons}  {rec.detail}")
     return "\n".join(out) + "\n"

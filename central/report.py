@@ -2,8 +2,9 @@
 
 One row per withdrawal or return: when, which cabinet, both persons, the container and
 its CAS number, the exact amount (integer milligrams, and grams as an exact decimal),
-the book mass after it, the approval it was made under, how the cabinet was opened
-(local pair or remote second person) and the alarms raised during the same session.
+the book mass after it, the approval it was made under (who approved it, for what),
+how the cabinet was opened (local pair or remote second person) and the alarms raised
+during the same session.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class UsageRow:
     book_g: str
     approval: str  # the approving command's nonce, or "none"
     approval_max_mg: int | None
+    approver: str  # who approved it (policy person id), or ""
+    purpose: str  # what it was for (用途), from the approval, or ""
     access_mode: str  # local | remote | unknown
     alarms: str  # "kind:alarm-id; ..." raised during the same session
     seq: int
@@ -94,11 +97,12 @@ def _row(
     container = str(data.get("container") or "")
     box = policy.container_by_id(container) if policy else None
     approval = data.get("approval")
-    approval_nonce, approval_max = "none", None
+    approval_nonce, approval_max, approver = "none", None, ""
     if isinstance(approval, dict):
         approval_nonce = str(approval.get("nonce", "?"))
         raw_max = approval.get("max_mg")
         approval_max = raw_max if isinstance(raw_max, int) else None
+        approver = str(approval.get("by") or "")
     amount = data.get("amount_mg")
     book = data.get("book_mg")
     slot = data.get("slot")
@@ -123,6 +127,8 @@ def _row(
         book_g=grams(book if isinstance(book, int) else None),
         approval=approval_nonce,
         approval_max_mg=approval_max,
+        approver=approver,
+        purpose=str(data.get("purpose") or ""),
         access_mode=modes.get((device, session), "unknown"),
         alarms="; ".join(alarms.get((device, session), [])),
         seq=int(env["seq"]),

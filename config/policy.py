@@ -19,7 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-Role = Literal["keeper", "user", "safety_officer"]
+# operator: centre duty (ack, snapshot, resend); an operator alone never opens a cabinet.
+Role = Literal["keeper", "user", "safety_officer", "operator"]
+OPENING_ROLES = frozenset({"keeper", "user", "safety_officer"})
 PairRule = Literal["any-two", "keeper+any", "two-keepers"]
 ContainerClass = Literal["highly_toxic", "explosive_precursor", "other"]
 
@@ -50,6 +52,7 @@ class AccessPolicy(_Strict):
     lockout_window_s: Positive = 300
     lockout_s: Positive = 300
     remote_second: StrictBool = False
+    tap_out_s: NonNeg = 0  # > 0: both persons badge again within this after the door closes
 
 
 class Person(_Strict):
@@ -77,7 +80,8 @@ class Person(_Strict):
         return not (self.valid_until is not None and now_ms >= _utc_ms(self.valid_until))
 
     def may_open(self, cabinet: str) -> bool:
-        return "*" in self.cabinets or cabinet in self.cabinets
+        listed = "*" in self.cabinets or cabinet in self.cabinets
+        return listed and bool(OPENING_ROLES & set(self.roles))
 
     @property
     def is_keeper(self) -> bool:

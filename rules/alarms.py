@@ -31,8 +31,12 @@ SOUNDING: frozenset[AlarmKind] = frozenset(
         "leak",
         "tamper",
         "brute_force",
+        "two_person_breach",
     }
 )
+# Alarms about something that happened, with no condition to wait for: an ack, having
+# recorded who saw it, closes them. (A discrepancy of the books never closes this way.)
+CLOSED_BY_ACK: frozenset[AlarmKind] = frozenset({"two_person_breach"})
 # Discrepancies of the books (DESIGN §4.3): an ack never closes them.
 MASS_KINDS: frozenset[AlarmKind] = frozenset({"mass_unexplained", "mass_mismatch", "unknown_item"})
 CONDITION_GONE_AT_START = "condition_gone_at_start"
@@ -99,6 +103,8 @@ class AlarmBook:
                 {"alarm": alarm.id, "kind": alarm.kind, "by": by, "comment": comment},
             )
         )
+        if alarm.kind in CLOSED_BY_ACK:
+            self.clear(out, alarm.kind, alarm.subject)
         return True
 
     def resolved(self, out: list[Effect], alarm: OpenAlarm) -> None:

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from config.policy import Policy
-from rules import commands, durable, system
+from rules import commands, durable, system, tapout
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
+from rules.books import Slot
 from rules.effects import Effect, Instant, OutputName, SetOutput
 from rules.environment import Environment
 from rules.inputs import (
@@ -46,9 +47,10 @@ from rules.inputs import (
     VocReading,
     WeightReading,
 )
-from rules.inventory import MassLedger, Slot
+from rules.inventory import MassLedger
 from rules.session import Phase, Session
 from rules.step import Step
+from rules.tapout import TapOut
 from rules.timers import Overdue, Settle, Stale, Timer, TimerKey
 
 OUTPUTS: tuple[OutputName, ...] = ("lock", "fan", "buzzer", "led_green", "led_red")
@@ -68,6 +70,7 @@ class CabinetRules:
         self.ledger = MassLedger()
         self.env = Environment()
         self.session: Session | None = None
+        self.tap_out: TapOut | None = None
         self.door_open: bool | None = None
         self.door_opened_wall_ms: int | None = None  # for door_held_open across a restart
         self.tamper_open = False
@@ -137,6 +140,13 @@ class CabinetRules:
         # A badge read is proof the reader works: this is how a reader_fault restored at
         # start clears when its driver has no fault of its own to report recovered.
         ctx.clear("reader_fault", badge.reader, reader=badge.reader)
+        person = self.policy.person_by_card(badge.uid) if self.policy else None
+        if self.tap_out is not None and person is not None:
+            was_tap_out, complete = tapout.badge(ctx, self.tap_out, person.id, badge.reader)
+            if complete:
+                self.tap_out = None
+            if was_tap_out:
+                return  # a tap-out badge never starts a new session
         busy = self.session is not None or bool(self.door_open)
         grant = self.access.badge(ctx, self.device, badge.reader, badge.uid, busy)
         if grant is not None:
@@ -188,6 +198,8 @@ class CabinetRules:
         if in_session and session is not None:
             session.to(Phase.SETTLING)
             self._schedule_reconcile(ctx)
+            if self.policy is not None:
+                self.tap_out = tapout.begin(ctx, self.policy, session)
 
     def _schedule_reconcile(self, ctx: Step) -> None:
         settle_s = self.policy.inventory.settle_s if self.policy else 0
@@ -322,6 +334,9 @@ class CabinetRules:
             ctx.raise_("door_held_open", session=session.id if session else None)
         elif key is Timer.RECONCILE:
             self._reconcile(ctx)
+        elif key is Timer.TAP_OUT and self.tap_out is not None:
+            tapout.expired(ctx, self.tap_out)
+            self.tap_out = None
         elif key is Timer.START_CHECK:
             durable.start_check(self, ctx)
         elif policy is None:
@@ -347,7 +362,7 @@ class CabinetRules:
 
     def forget(self) -> None:
         """Start from nothing (a saved state that cannot be read): no policy, no books."""
-        self.policy, self.session, self.door_open = None, None, None
+        self.policy, self.session, self.door_open, self.tap_out = None, None, None, None
         self.alarms, self.access, self.ledger = AlarmBook(), AccessControl(), MassLedger()
         self.alarms.boot = self.boot
 

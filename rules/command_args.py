@@ -61,6 +61,20 @@ class ApproveWithdrawal(_Command):
         return {**self.model_dump(), "persons": sorted(self.persons)}
 
 
+class ApproveDisposal(_Command):
+    """The container may leave for good (处置) in a later session holding all of `persons`."""
+
+    NAME = "approve_disposal"
+    container: Id
+    persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
+    until_ms: Count
+    by: Id | None = None
+    purpose: FreeText | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {**self.model_dump(), "persons": sorted(self.persons)}
+
+
 class Ack(_Command):
     """Silence an alarm (buzzer off, `alarm.acknowledged`); it stays open."""
 
@@ -127,9 +141,21 @@ class Resend(_Command):
         return self
 
 
-Command = Approve | ApproveWithdrawal | Ack | Resolve | Stocktake | Snapshot | Resend
+Command = (
+    Approve | ApproveWithdrawal | ApproveDisposal | Ack | Resolve | Stocktake | Snapshot | Resend
+)
 COMMANDS: Final[dict[str, type[_Command]]] = {
-    c.NAME: c for c in (Approve, ApproveWithdrawal, Ack, Resolve, Stocktake, Snapshot, Resend)
+    c.NAME: c
+    for c in (
+        Approve,
+        ApproveWithdrawal,
+        ApproveDisposal,
+        Ack,
+        Resolve,
+        Stocktake,
+        Snapshot,
+        Resend,
+    )
 }
 
 

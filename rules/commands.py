@@ -14,9 +14,11 @@ from config.policy import Policy
 from rules import discrepancy
 from rules.access import APPROVER_ROLES, AccessControl, Grant
 from rules.alarms import AlarmBook
+from rules.books import Approval
 from rules.command_args import (
     Ack,
     Approve,
+    ApproveDisposal,
     ApproveWithdrawal,
     Resend,
     Resolve,
@@ -25,7 +27,7 @@ from rules.command_args import (
 )
 from rules.effects import Emit, PersistPolicy, Republish
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
-from rules.inventory import Approval, MassLedger
+from rules.inventory import MassLedger
 from rules.session import Session
 from rules.step import Step
 from rules.timers import Settle, Timer
@@ -76,25 +78,9 @@ def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:
     if isinstance(command, Approve):
         _approve(rules, ctx, command, nonce)
     elif isinstance(command, ApproveWithdrawal):
-        policy = rules.policy
-        if policy is None or policy.container_by_id(command.container) is None:
-            _refused(ctx, command.NAME, nonce, "unknown_container", **command.record())
-            return
-        refusal = _people(ctx, command.persons, command.by)
-        if refusal is not None:
-            _refused(ctx, command.NAME, nonce, refusal, **command.record())
-            return
-        approval = Approval(
-            command.container,
-            command.max_mg,
-            frozenset(command.persons),
-            command.until_ms,
-            nonce,
-            command.by,
-            command.purpose,
-        )
-        rules.ledger.approve(approval)
-        _applied(ctx, received)
+        _approval(rules, ctx, received, command, command.max_mg, rules.ledger.approvals)
+    elif isinstance(command, ApproveDisposal):
+        _approval(rules, ctx, received, command, 0, rules.ledger.disposals)
     elif isinstance(command, Ack):
         _ack(rules, ctx, command, nonce)
     elif isinstance(command, Resolve):
@@ -121,6 +107,33 @@ def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:
     elif isinstance(command, Resend):
         _applied(ctx, received)
         ctx.out.append(Republish(command.from_seq, command.to_seq))
+
+
+def _approval(
+    rules: Cabinet,
+    ctx: Step,
+    received: CommandReceived,
+    command: ApproveWithdrawal | ApproveDisposal,
+    max_mg: int,
+    into: list[Approval],
+) -> None:
+    """Keep an approval for a later session of its persons (a withdrawal's amount, or a
+    disposal: max_mg 0), once its container and people check out."""
+    policy, nonce = rules.policy, received.nonce
+    if policy is None or policy.container_by_id(command.container) is None:
+        _refused(ctx, command.NAME, nonce, "unknown_container", **command.record())
+        return
+    refusal = _people(ctx, command.persons, command.by)
+    if refusal is not None:
+        _refused(ctx, command.NAME, nonce, refusal, **command.record())
+        return
+    persons = frozenset(command.persons)
+    into.append(
+        Approval(
+            command.container, max_mg, persons, command.until_ms, nonce, command.by, command.purpose
+        )
+    )
+    _applied(ctx, received)
 
 
 def _people(ctx: Step, persons: list[str], by: str | None) -> str | None:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from config.policy import Policy
 from rules.access import APPROVER_ROLES
 from rules.alarms import MASS_KINDS, OpenAlarm
+from rules.books import Slot
 from rules.command_args import Resolve
-from rules.inventory import MassLedger, Slot
+from rules.inventory import MassLedger
 from rules.step import Step
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from config.policy import Policy
+from rules import tapout
 from rules.access import AccessControl, Grant
 from rules.alarms import AlarmBook
 from rules.effects import Instant
@@ -23,6 +24,7 @@ from rules.environment import Environment
 from rules.inventory import MassLedger
 from rules.session import Phase, Session
 from rules.step import Step
+from rules.tapout import TapOut
 from rules.timers import Timer
 
 FORMAT = 1  # bump when the shape changes; an unknown format is not guessed at
@@ -42,6 +44,7 @@ class Cabinet(Protocol):
     session: Session | None
     door_open: bool | None
     door_opened_wall_ms: int | None
+    tap_out: TapOut | None
 
     def resume_session(self, ctx: Step, session_id: str, grant: Grant, phase: Phase) -> None: ...
 
@@ -65,6 +68,7 @@ def to_state(rules: Cabinet, now: Instant, *, with_policy: bool = True) -> dict[
         **rules.ledger.to_state(),
         "door_open": rules.door_open,
         "door_opened_wall_ms": rules.door_opened_wall_ms,
+        "tap_out": None if rules.tap_out is None else rules.tap_out.to_state(),
         "session": None
         if session is None
         else {
@@ -141,6 +145,7 @@ def restore(rules: Cabinet, ctx: Step, state: dict[str, Any]) -> None:
         rules.ledger.restore(ctx, state)
         rules.door_open = state["door_open"]
         rules.door_opened_wall_ms = state["door_opened_wall_ms"]
+        rules.tap_out = tapout.restore(ctx, state.get("tap_out"))
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"{type(exc).__name__}: {exc}") from None
     if session is not None and grant is not None:

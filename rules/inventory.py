@@ -15,37 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.policy import Policy
+from rules import receipt_and_disposal
+from rules.books import Approval, Slot
 from rules.effects import Instant
 from rules.step import Step
 from rules.timers import Overdue, Settle
-
-
-@dataclass
-class Slot:
-    slot: int
-    container: str | None
-    tare: int = 0
-    book: int = 0  # content on the books, mg
-    present: bool = True  # the container is in its slot as far as the books know
-    due_wall_ms: int | None = None  # return deadline while it is out of its slot
-    candidate: int | None = None  # latest reading that moved beyond tolerance
-    since_mono: int = 0
-    settled: int | None = None  # gross weight that held still for settle_s
-
-    @property
-    def gross(self) -> int | None:
-        return self.settled if self.settled is not None else self.candidate
-
-
-@dataclass(frozen=True)
-class Approval:
-    container: str
-    max_mg: int
-    persons: frozenset[str]
-    until_ms: int
-    nonce: str
-    by: str | None = None  # who approved (keeper or safety officer)
-    purpose: str | None = None  # what the content is for (用途)
 
 
 @dataclass
@@ -58,6 +32,8 @@ class MassLedger:
     def __init__(self) -> None:
         self.slots: dict[int, Slot] = {}
         self.approvals: list[Approval] = []
+        self.disposals: list[Approval] = []  # approve_disposal, not yet used (max_mg 0)
+        self.disposed: set[str] = set()  # left for good: a policy cannot bring them back
 
     # --- policy ------------------------------------------------------------------------
 
@@ -71,14 +47,30 @@ class MassLedger:
             for n, s in self.slots.items()
         }
         for box in policy.container:
+            if box.id in self.disposed:
+                continue
             prev = old.get(box.id)
             slot = slots.get(box.slot) or Slot(box.slot, None)
             slot.container, slot.tare = box.id, box.tare_mg
             slot.book = box.mass_mg if prev is None else prev.book
-            if prev is None or prev.slot != box.slot:
-                slot.present, slot.due_wall_ms = True, None
+            if (
+                prev is None
+                and slot.settled is not None
+                and self.is_empty(policy, slot, slot.settled)
+            ):
+                # A new container for a slot that is empty now: incoming until a session
+                # puts it in its slot (双人收); mass_mg is its delivery note.
+                slot.present, slot.book, slot.expected, slot.due_wall_ms = (
+                    False,
+                    0,
+                    box.mass_mg,
+                    None,
+                )
+            elif prev is None or prev.slot != box.slot:
+                slot.present, slot.due_wall_ms, slot.expected = True, None, None
             else:
                 slot.present, slot.due_wall_ms = prev.present, prev.due_wall_ms
+                slot.expected = prev.expected
             slots[box.slot] = slot
         self.slots = slots
 
@@ -163,6 +155,11 @@ class MassLedger:
         }
         empty = self.is_empty(policy, slot, gross)
         if slot.present and empty:
+            disposal = self._take(self.disposals, ctx.now, slot.container or "", session.persons)
+            if disposal is not None:
+                self.disposed.add(slot.container or "")
+                receipt_and_disposal.dispose(ctx, slot, common, cas, disposal)
+                return
             slot.present = False
             within_ms = policy.inventory.return_within_s * 1000
             slot.due_wall_ms = ctx.now.wall_ms + within_ms
@@ -170,6 +167,10 @@ class MassLedger:
             ctx.start(Overdue(slot.container or ""), within_ms)
             return
         if not slot.present and empty:
+            return
+        if slot.expected is not None:
+            tolerance = self.tolerance(policy, slot)
+            receipt_and_disposal.receive(ctx, slot, common, cas, gross, tolerance)
             return
         if not slot.present:
             slot.present = True
@@ -187,7 +188,7 @@ class MassLedger:
         if taken < 0:
             ctx.emit("inventory.return", "info", data)
             return
-        approval = self._take_approval(ctx.now, slot.container or "", session.persons)
+        approval = self._take(self.approvals, ctx.now, slot.container or "", session.persons)
         data["approval"] = (
             None
             if approval is None
@@ -209,9 +210,6 @@ class MassLedger:
         slot = next((s for s in self.slots.values() if s.container == container), None)
         if slot is not None and not slot.present:
             ctx.raise_("overdue_return", container, container=container, slot=slot.slot)
-
-    def approve(self, approval: Approval) -> None:
-        self.approvals.append(approval)
 
     def snapshot(self) -> list[dict[str, Any]]:
         rows = []
@@ -263,6 +261,7 @@ class MassLedger:
                     "book_mg": s.book,
                     "present": s.present,
                     "due_wall_ms": s.due_wall_ms,
+                    "expected_mg": s.expected,
                 }
                 for n, s in sorted(self.slots.items())
                 if s.container is not None
@@ -279,12 +278,25 @@ class MassLedger:
                 }
                 for a in self.approvals
             ],
+            "disposals": [
+                {
+                    "container": a.container,
+                    "persons": sorted(a.persons),
+                    "until_ms": a.until_ms,
+                    "nonce": a.nonce,
+                    "by": a.by,
+                    "purpose": a.purpose,
+                }
+                for a in self.disposals
+            ],
+            "disposed": sorted(self.disposed),
         }
 
     def restore(self, ctx: Step, state: dict[str, Any]) -> None:
         for row in state["books"]:
             slot = Slot(row["slot"], row["container"], row["tare_mg"], row["book_mg"])
             slot.present, slot.due_wall_ms = row["present"], row["due_wall_ms"]
+            slot.expected = row.get("expected_mg")
             self.slots[slot.slot] = slot
             if not slot.present and slot.due_wall_ms is not None:
                 ctx.start(Overdue(slot.container or ""), slot.due_wall_ms - ctx.now.wall_ms)
@@ -300,6 +312,19 @@ class MassLedger:
             )
             for a in state["approvals"]
         ]
+        self.disposals = [
+            Approval(
+                a["container"],
+                0,
+                frozenset(a["persons"]),
+                a["until_ms"],
+                a["nonce"],
+                a["by"],
+                a["purpose"],
+            )
+            for a in state.get("disposals", [])
+        ]
+        self.disposed = set(state.get("disposed", []))
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -321,12 +346,14 @@ class MassLedger:
         else:
             ctx.clear("unknown_item", str(slot.slot), slot=slot.slot)
 
-    def _take_approval(
-        self, now: Instant, container: str, persons: tuple[str, ...]
+    @staticmethod
+    def _take(
+        approvals: list[Approval], now: Instant, container: str, persons: tuple[str, ...]
     ) -> Approval | None:
-        self.approvals = [a for a in self.approvals if a.until_ms >= now.wall_ms]
-        for approval in self.approvals:
+        """Use up the first valid approval of `container` for a session of `persons`."""
+        approvals[:] = [a for a in approvals if a.until_ms >= now.wall_ms]
+        for approval in approvals:
             if approval.container == container and approval.persons <= set(persons):
-                self.approvals.remove(approval)
+                approvals.remove(approval)
                 return approval
         return None

@@ -22,6 +22,7 @@ class Timer(Enum):
     START_CHECK = "start_check"  # restored alarms re-checked against fresh readings
     VOC_RAISE = "voc_raise"  # VOC above the alarm level for voc_hold_s
     VOC_CLEAR = "voc_clear"  # VOC below the clear level for voc_hold_s
+    TAP_OUT = "tap_out"  # both persons should have badged out by now
 
 
 @dataclass(frozen=True, slots=True)

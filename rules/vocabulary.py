@@ -18,6 +18,8 @@ EventType = Literal[
     "access.granted",
     "access.denied",
     "access.expired",
+    "access.tapped_out",
+    "access.closed",
     "lock.unlocked",
     "lock.locked",
     "door.opened",
@@ -26,7 +28,9 @@ EventType = Literal[
     "inventory.return",
     "inventory.removed",
     "inventory.restored",
+    "inventory.received",
     "inventory.adjusted",
+    "inventory.disposed",
     "inventory.stocktake",
     "inventory.snapshot",
     "env.reading",
@@ -54,6 +58,7 @@ AlarmKind = Literal[
     "brute_force",
     "clock_unsynced",
     "reader_fault",
+    "two_person_breach",
 ]
 
 EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))

@@ -19,6 +19,7 @@ COMMAND_NAMES: Final = frozenset(
         "policy",
         "approve",
         "approve_withdrawal",
+        "approve_disposal",
         "ack",
         "resolve",
         "stocktake",

@@ -91,6 +91,8 @@ def test_export_of_a_scripted_day_matches_the_expected_ledger_rows(
                 "book_g",
                 "approval",
                 "approval_max_mg",
+                "approver",
+                "purpose",
                 "access_mode",
                 "alarms",
             )
@@ -113,6 +115,8 @@ def test_export_of_a_scripted_day_matches_the_expected_ledger_rows(
             "book_g": "475.000",
             "approval": "none",
             "approval_max_mg": "",
+            "approver": "",
+            "purpose": "",
             "access_mode": "local",
             "alarms": "",
         },
@@ -131,6 +135,8 @@ def test_export_of_a_scripted_day_matches_the_expected_ledger_rows(
             "book_g": "230.000",
             "approval": "scenario-line-8",
             "approval_max_mg": "10000",
+            "approver": "p-1001",
+            "purpose": "permanganate titration",
             "access_mode": "local",
             "alarms": "mass_mismatch:A1-1",
         },
@@ -149,6 +155,8 @@ def test_export_of_a_scripted_day_matches_the_expected_ledger_rows(
             "book_g": "485.000",
             "approval": "none",
             "approval_max_mg": "",
+            "approver": "",
+            "purpose": "",
             "access_mode": "remote",
             "alarms": "",
         },
@@ -216,6 +224,10 @@ def test_daily_report_reconciles_book_and_scale_and_lists_open_alarms(
     assert lines["c-KMnO4-01"]["status"] == "OK" and lines["c-KMnO4-01"]["book_mg"] == 230000
     assert [(a["kind"], a["alarm"], a["acked"]) for a in report["open_alarms"]] == [
         ("mass_mismatch", "A1-1", False)
+    ]
+    assert report["open_alarms"][0]["age_h"] == 13  # raised 10:00:45, the day ends 24:00
+    assert [(r["record"], r["persons"], r["detail"]) for r in report["records"]] == [
+        ("stocktake", "p-1001, p-1003", "all ok")
     ]
     text = run(
         "report",

@@ -46,4 +46,12 @@ def test_cabinetctl_resolve_round_trips_with_refusals_and_their_reasons(rig: Rig
     assert take["data"]["all_ok"] is True and take["data"]["persons"] == ["p-1003", "p-1001"]
     refused = rig.ctl("stocktake", "--device", DEVICE, "--person", "p-1002", "--person", "p-1001")
     assert refused.exit_code == 3 and "stocktake REJECTED: role_requirement" in refused.stdout
+
+    disposal = ("approve-disposal", "--device", DEVICE, "--container", "c-KMnO4-01")
+    people = ("--person", "p-1001", "--person", "p-1002", "--purpose", "expired")
+    by_a_user = rig.ctl(*disposal, *people, "--by", "p-1002", "--policy", str(POLICY))
+    assert by_a_user.exit_code != 0 and "neither keeper nor safety_officer" in by_a_user.output
+    approved = rig.ctl(*disposal, *people, "--by", "p-1003")
+    assert approved.exit_code == 0, approved.output
+    assert approved.stdout.startswith(f"{DEVICE}: approve_disposal applied [command.applied")
     rig.assert_whole_chain()

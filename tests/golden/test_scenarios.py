@@ -92,6 +92,9 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "session_does_not_absorb_a_discrepancy",
         "discrepancy_resolved_by_two_persons",
         "stocktake_by_two_persons",
+        "disposal_with_and_without_approval",
+        "receiving_by_two_persons",
+        "tap_out_after_a_session",
     } <= names
 
 

@@ -71,6 +71,7 @@ def test_weight_taken_during_a_session_is_a_withdrawal_of_both_persons(
         "amount_mg": taken,
         "book_mg": 500_000 - taken,
         "approval": None,
+        "purpose": None,
     }
     assert withdrawal["seq"] > closed["seq"]
     assert withdrawal["ts"] - closed["ts"] >= 1000 - 50

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from config.policy import Policy
 from rules import inputs as i
 from tests.rules.harness import (
     EXPIRED,
@@ -241,3 +242,18 @@ def test_a_new_policy_makes_a_pending_person_badge_again(tmp_path):
     cab.feed(i.PolicyLoaded(newer, None, "command")).badge("B", USER)
     assert cab.data("access.expired")[0]["reason"] == "policy_changed"
     assert not cab.data("access.granted")
+
+
+def test_an_operator_may_acknowledge_but_never_opens_the_cabinet(tmp_path):
+    doc = example_policy().model_dump(by_alias=True)
+    doc["person"] = [
+        *doc["person"],
+        {"id": "op-7", "name": "Duty Operator", "roles": ["operator"], "cards": ["04AB00000007"]},
+    ]
+    cab = (
+        Cabinet(tmp_path, Policy.model_validate(doc)).badge("A", KEEPER).badge("B", "04AB00000007")
+    )
+    assert cab.denials() == ["not_authorized"] and not cab.relay
+    cab.feed(i.LeakChanged(True))
+    cab.command("ack", alarm=cab.data("alarm.raised")[0]["alarm"], by="op-7")
+    assert cab.data("alarm.acknowledged")[0]["by"] == "op-7"

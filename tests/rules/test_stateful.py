@@ -38,6 +38,7 @@ from tests.rules.harness import (
     EXPIRED,
     KEEPER,
     KEEPER2,
+    START_MS,
     SUSPENDED,
     USER,
     USER_SECOND_CARD,
@@ -142,6 +143,15 @@ class CabinetMachine(RuleBasedStateMachine):
         alarm = data.draw(st.sampled_from(sorted(self.open_alarms)))
         self.cab.command("resolve", alarm=alarm, reason=reason, persons=persons, comment="n")
 
+    @rule(
+        container=st.sampled_from(["c-NaCN-01", "c-KMnO4-01"]),
+        persons=st.lists(st.sampled_from(PEOPLE), min_size=1, max_size=2, unique=True),
+    )
+    def disposal_approval(self, container: str, persons: list[str]) -> None:
+        until = START_MS + 10**8
+        args = {"container": container, "persons": persons, "until_ms": until}
+        self.cab.command("approve_disposal", by="p-1003", purpose="waste", **args)
+
     @rule(persons=st.lists(st.sampled_from(PEOPLE), min_size=2, max_size=2))
     def stocktake(self, persons: list[str]) -> None:
         self.cab.command("stocktake", persons=persons)
@@ -176,6 +186,8 @@ class CabinetMachine(RuleBasedStateMachine):
                 del self.open_alarms[data["alarm"]]
             elif kind in ("inventory.withdrawal", "inventory.return", "inventory.adjusted"):
                 self._check_books_move(event)
+            elif kind == "inventory.disposed":
+                assert data["book_mg"] == self.books.pop(data["container"])
         self.checked = len(events)
 
     @invariant()

@@ -84,6 +84,12 @@ class Fold:
             assert data["book_before_mg"] == self.books[data["container"]], f"{where}: before"
             self.books[data["container"]] += data["delta_mg"]
             assert data["book_after_mg"] == self.books[data["container"]], f"{where}: after"
+        elif kind == "inventory.received":
+            self.books[data["container"]] = data["book_mg"]
+            self.present[data["container"]] = True
+        elif kind == "inventory.disposed":
+            assert data["book_mg"] == self.books.pop(data["container"]), f"{where}: disposed"
+            self.present.pop(data["container"])
         elif kind == "inventory.removed":
             assert self.present[data["container"]], f"{where}: removed twice"
             self.present[data["container"]] = False
