@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -247,6 +248,8 @@ def _central(
             if serves[-1].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(log.read_text()[-2000:])
             time.sleep(0.05)
+    for listen in listens:
+        _wait_for_http(listen, serves, 60)
     store = Store.open(database_url)
     try:
         shown_open = _open_alarms_reader(store, listens[0], alarmist.device)
@@ -296,6 +299,22 @@ def _central(
         for serve in serves:
             serve.wait(30)
         store.close()
+
+
+def _wait_for_http(listen: str, serves: list[subprocess.Popen[bytes]], within_s: float) -> None:
+    """Until `serve`'s HTTP port answers (its ingest may be subscribed before uvicorn
+    listens): an alarm reader that met a refused connection would stop for good."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{listen}/api/health", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered (503 while the ingest settles is an answer)
+        except OSError:
+            if time.monotonic() > deadline or any(s.poll() is not None for s in serves):
+                raise RuntimeError(f"cabinet-central serve never listened on {listen}") from None
+            time.sleep(0.05)
 
 
 def _open_alarms_reader(store: Any, listen: str, device: str) -> Any:

@@ -109,7 +109,7 @@ class TickLine(_Line):
 
 
 class RestartLine(_Line):
-    """A power cut and restart at `t` (DESIGN §4.7): boot + 1, same outbox and state."""
+    """A power cut and restart at `t` (docs/rules.md, "The cabinet remembers"): boot + 1, same outbox and state."""
 
     input: Literal["restart"]
 

@@ -142,7 +142,7 @@ class SimDriver:
     ) -> None:
         self.cabinet = SimulatedCabinet(policy)
         # Where the simulated world is kept, so a restarted agent finds the scales, door
-        # and sensors as it left them (DESIGN §4.7), as it would with real hardware.
+        # and sensors as it left them (docs/rules.md, "The cabinet remembers"), as it would with real hardware.
         self.state_file = state_file
         if state_file is not None:
             self._load(state_file)

@@ -123,7 +123,7 @@ class AccessControl:
 
         The approver is held to what a second badge would be: a valid person of the
         policy, not the pending person, whose pairing with the pending person satisfies
-        the pair rule, and who holds keeper or safety_officer (DESIGN §4.5).
+        the pair rule, and who holds keeper or safety_officer (docs/protocol.md, "Commands").
         """
         policy = ctx.policy
         if policy is None:

@@ -37,7 +37,7 @@ SOUNDING: frozenset[AlarmKind] = frozenset(
 # Alarms about something that happened, with no condition to wait for: an ack, having
 # recorded who saw it, closes them. (A discrepancy of the books never closes this way.)
 CLOSED_BY_ACK: frozenset[AlarmKind] = frozenset({"two_person_breach"})
-# Discrepancies of the books (DESIGN §4.3): an ack never closes them.
+# Discrepancies of the books (docs/protocol.md, "Vocabulary"): an ack never closes them.
 MASS_KINDS: frozenset[AlarmKind] = frozenset({"mass_unexplained", "mass_mismatch", "unknown_item"})
 CONDITION_GONE_AT_START = "condition_gone_at_start"
 

@@ -1,4 +1,4 @@
-"""The cabinet's durable state (DESIGN §4.7): what a restart must not forget.
+"""The cabinet's durable state (docs/rules.md, "The cabinet remembers"): what a restart must not forget.
 
 `to_state` turns what the record has decided — the policy in force, the books, open
 alarms, lockout and counted denials, unused approvals, an open session and the door's

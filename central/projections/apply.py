@@ -1,4 +1,4 @@
-"""Fold one verified envelope into the projections (DESIGN §4.3's vocabulary).
+"""Fold one verified envelope into the projections (the vocabulary of docs/protocol.md).
 
 Called only in seq order per device (see advance.py), inside the transaction that
 stored or re-reads the envelope. Each handler reads nothing but the envelope and rows

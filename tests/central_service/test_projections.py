@@ -302,7 +302,7 @@ def test_projections_do_not_depend_on_the_order_of_arrival(store: Store, seed: i
 
 
 def test_receipt_disposal_stocktake_and_tap_out_are_projected(store: Store, feed: Feeder) -> None:
-    """The vocabulary the agent does not emit yet, hand-signed (DESIGN §4.3)."""
+    """The vocabulary the agent does not emit yet, hand-signed (docs/protocol.md, "Vocabulary")."""
     cab = FakeCabinet()
     cab.emit(
         "access.granted",

@@ -81,7 +81,7 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "approved_withdrawal_exceeded",
         "remote_second_person",
         "silent_sensor_and_reader_fault",
-        # DESIGN 4.7, one per rule of what survives a restart:
+        # docs/rules.md, "The cabinet remembers": one per rule of what survives a restart:
         "restart_keeps_the_books",
         "alarm_acknowledged_in_a_later_boot",
         "condition_gone_at_start",
