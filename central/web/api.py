@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,6 +27,7 @@ from central.web.settings import WebSettings
 from central.web.when import BadTime, ledger_filter, parse_day
 
 router = APIRouter(prefix="/api")
+T = TypeVar("T")
 
 CABINET_FIELDS = ("device", "site", "online", "boot", "last_seq", "last_seen_ms", "open_alarms")
 ALARM_FIELDS = (
@@ -64,6 +65,14 @@ def known_device(store: ConsoleStore, device: str) -> None:
         raise HTTPException(404, f"unknown device {device!r}: not in the centre's record")
 
 
+def rows_of_known_device(store: ConsoleStore, device: str | None, rows: list[T]) -> list[T]:
+    """`rows` of one device; nothing found may mean no such device (404), asked only then:
+    listing every cabinet is the costly query, and a console polls these paths."""
+    if device is not None and not rows:
+        known_device(store, device)
+    return rows
+
+
 @router.get("/health")
 def health(request: Request) -> JSONResponse:
     settings = settings_of(request)
@@ -94,17 +103,16 @@ def alarms(
 ) -> list[dict[str, Any]]:
     signed_in(request)
     store = store_of(request)
-    if device is not None:
-        known_device(store, device)
-    return [row(a, ALARM_FIELDS) for a in store.alarms(state=state, device=device)]
+    found = rows_of_known_device(store, device, store.alarms(state=state, device=device))
+    return [row(a, ALARM_FIELDS) for a in found]
 
 
 @router.get("/alarms/{device}/{alarm}/history")
 def alarm_history(request: Request, device: str, alarm: str) -> list[dict[str, Any]]:
     signed_in(request)
     store = store_of(request)
-    known_device(store, device)
-    return [row(step) for step in store.alarm_history(device, alarm)]
+    steps = rows_of_known_device(store, device, store.alarm_history(device, alarm))
+    return [row(step) for step in steps]
 
 
 @router.get("/events")
@@ -116,9 +124,9 @@ def events(
 ) -> Response:
     signed_in(request)
     store = store_of(request)
-    known_device(store, device)
+    envelopes = rows_of_known_device(store, device, store.events(device, from_seq, limit))
     # the envelopes exactly as stored and verified: joined, never parsed and re-encoded
-    body = b"[" + b",".join(store.events(device, from_seq=from_seq, limit=limit)) + b"]"
+    body = b"[" + b",".join(envelopes) + b"]"
     return Response(body, media_type="application/json")
 
 
@@ -126,9 +134,7 @@ def events(
 def books(request: Request, device: str | None = None) -> list[dict[str, Any]]:
     signed_in(request)
     store = store_of(request)
-    if device is not None:
-        known_device(store, device)
-    return [row(b, BOOK_FIELDS) for b in store.books(device)]
+    return [row(b, BOOK_FIELDS) for b in rows_of_known_device(store, device, store.books(device))]
 
 
 @router.get("/sessions")
@@ -137,8 +143,8 @@ def sessions(
 ) -> list[dict[str, Any]]:
     signed_in(request)
     store = store_of(request)
-    known_device(store, device)
-    return [row(s) for s in store.sessions(device, limit=limit)]
+    found = rows_of_known_device(store, device, store.sessions(device, limit=limit))
+    return [row(s) for s in found]
 
 
 @router.get("/ledger", response_model=None)

@@ -162,6 +162,7 @@ class MemoryRecord:
         self.names: dict[str, str] = {}
         self.mark = 0
         self.down = False
+        self.cabinet_reads = 0
 
     # -- filling it, as a test does --
     def add_user(self, login: str, person: str, role: str, password: str) -> None:
@@ -188,6 +189,7 @@ class MemoryRecord:
 
     def cabinets(self) -> list[Cabinet]:
         self._up()
+        self.cabinet_reads += 1
         return list(self.cabinet_rows)
 
     def alarms(self, state: str = "open", device: str | None = None) -> list[Alarm]:

@@ -212,3 +212,12 @@ def test_openapi_is_served_and_lists_the_api(make_client):
     schema = make_client().get("/openapi.json").json()
     assert "/api/commands/{device}/{name}" in schema["paths"]
     assert "/api/ledger" in schema["paths"]
+
+
+def test_polling_one_cabinets_alarms_does_not_list_every_cabinet(make_client, record):
+    client = make_client("audit", token=True)
+    assert client.get(f"/api/alarms?state=open&device={DEVICE}").json()
+    assert client.get(f"/api/events?device={DEVICE}").json()
+    assert record.cabinet_reads == 0  # the costly query runs only when nothing was found
+    assert client.get("/api/alarms?device=cab-nowhere").status_code == 404
+    assert record.cabinet_reads == 1
