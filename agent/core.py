@@ -5,8 +5,8 @@ Inputs arrive on the inbox from drivers and the downlink; due timers are fed bac
 only order that is safe:
 
 1. append every emitted event to the outbox and commit (one transaction: group commit),
-   together with the rules' durable state as it stands after the batch (docs/rules.md, "The cabinet remembers"),
-   so that after a power cut the state and the record always agree;
+   together with the rules' durable state as it stands after the batch (docs/rules.md,
+   "The cabinet remembers"), so that after a power cut the state and the record always agree;
 2. only then apply outputs (lock relay, fan, buzzer, LEDs), then hand the events to
    the uplink and republish. (A policy is persisted before its commit: see flush.)
 

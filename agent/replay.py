@@ -5,11 +5,11 @@ periodic reports and the rules' timers. A timer fires at its own due time, not a
 next input; at equal times timers go first (they were due "by" then), then the
 scenario line, then the sensor reports.
 
-A `restart` line is a power cut and restart at that instant (docs/rules.md, "The cabinet remembers"): pending
-timers and everything not committed are lost, the outbox is opened again (boot + 1) and
-the rules resume from the state committed with the last batch; the simulated cabinet
-keeps its physical state. The `--policy` is applied at the first start only: after a
-restart the cabinet enforces the policy its state holds.
+A `restart` line is a power cut and restart at that instant (docs/rules.md, "The cabinet
+remembers"): pending timers and everything not committed are lost, the outbox is opened
+again (boot + 1) and the rules resume from the state committed with the last batch; the
+simulated cabinet keeps its physical state. The `--policy` is applied at the first start
+only: after a restart the cabinet enforces the policy its state holds.
 """
 
 from __future__ import annotations

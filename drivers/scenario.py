@@ -109,7 +109,10 @@ class TickLine(_Line):
 
 
 class RestartLine(_Line):
-    """A power cut and restart at `t` (docs/rules.md, "The cabinet remembers"): boot + 1, same outbox and state."""
+    """A power cut and restart at `t`: boot + 1, same outbox and state.
+
+    (docs/rules.md, "The cabinet remembers")
+    """
 
     input: Literal["restart"]
 

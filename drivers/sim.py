@@ -142,7 +142,8 @@ class SimDriver:
     ) -> None:
         self.cabinet = SimulatedCabinet(policy)
         # Where the simulated world is kept, so a restarted agent finds the scales, door
-        # and sensors as it left them (docs/rules.md, "The cabinet remembers"), as it would with real hardware.
+        # and sensors as it left them, as real hardware would (docs/rules.md, "The cabinet
+        # remembers").
         self.state_file = state_file
         if state_file is not None:
             self._load(state_file)

@@ -1,4 +1,5 @@
-"""The cabinet's durable state (docs/rules.md, "The cabinet remembers"): what a restart must not forget.
+"""The cabinet's durable state: what a restart must not forget (docs/rules.md, "The cabinet
+remembers").
 
 `to_state` turns what the record has decided — the policy in force, the books, open
 alarms, lockout and counted denials, unused approvals, an open session and the door's

@@ -61,9 +61,9 @@ class IngestClient:
     - lane "alarms": `…/evt/alarm` only, in a share group of its own, so an alarm never
       waits behind a backlog of telemetry in one socket. Each alarm thus arrives twice;
       the second copy is a duplicate like any redelivery.
-    Both put into one queue, where an alarm overtakes everything else (docs/central.md, "Ingest guarantees": a new
-    alarm is never delayed behind a drain); acknowledgements still go out per connection
-    in arrival order (pipeline.InOrderAcks).
+    Both put into one queue, where an alarm overtakes everything else (docs/central.md,
+    "Ingest guarantees": a new alarm is never delayed behind a drain); acknowledgements
+    still go out per connection in arrival order (pipeline.InOrderAcks).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The cabinet remembers (docs/rules.md, "The cabinet remembers"): a restart at any instant changes nothing it knows."""
+"""The cabinet remembers (docs/rules.md): a restart at any instant changes nothing it knows."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """An independent fold of a cabinet's record: the books, the open alarms, and the checks
-that a restart at any instant changed nothing the cabinet knew (docs/rules.md, "The cabinet remembers").
+that a restart at any instant changed nothing the cabinet knew (docs/rules.md, "The cabinet
+remembers").
 
 It reads only the verified events and the policy (for the opening books and tares), not
 the agent's own state, so a restart that forgot or re-derived something differently

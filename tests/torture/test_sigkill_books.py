@@ -1,4 +1,4 @@
-"""The cabinet remembers (docs/rules.md, "The cabinet remembers"): SIGKILL the real agent at random moments of
+"""The cabinet remembers (docs/rules.md): SIGKILL the real agent at random moments of
 withdrawals, returns and a container's removal and return, and start it again.
 
 After every kill the record (the outbox, each envelope's signature and chain checked)
