@@ -196,9 +196,7 @@ def test_a_remote_approval_opens_the_simulated_cabinet(page, night):
     assert granted()[0]["data"]["mode"] == "remote"
     first, second = granted()[0]["data"]["persons"]
     assert first == "p-1001"
-    # the contract says [person, by]; the agent on this branch still writes "remote:<by>"
-    # (the rules work records the plain id)
-    assert second.removeprefix("remote:") == "p-1003"
+    assert second == "p-1003"  # [person, by]: the logged-in keeper is the second person
     wait_until(
         lambda: any(e["type"] == "lock.unlocked" for e in running.record(page)), 15,
         "the lock to open",
