@@ -41,6 +41,7 @@ from central.report import render_csv as usage_csv
 from central.report import render_json as usage_json
 from central.report import session_context, usage_rows
 from central.store_arg import (
+    STORE_HELP,
     URL_SCHEMES,
     Names,
     import_envelopes,
@@ -49,6 +50,7 @@ from central.store_arg import (
 )
 from central.timefmt import DEFAULT_TZ, local_day, parse_local_instant, zone
 from central.verify import read_input, verify_input
+from central.watch_cli import watch
 from config.loading import ConfigError
 
 
@@ -238,7 +240,6 @@ def policy_sign(
 
 # --- the centre's store: import, export, daily report ---------------------------------------
 
-STORE_HELP = "the centre's store: sqlite:///..., postgresql://... or a file path (SQLite)"
 tz_option = click.option(
     "--tz", default=DEFAULT_TZ, show_default=True, help="time zone for days and times shown"
 )
@@ -345,3 +346,4 @@ def report_daily(
 
 
 attach_remote_commands(cli, policy)
+cli.add_command(watch)

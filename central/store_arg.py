@@ -25,6 +25,7 @@ from central.verify import RawEnvelope
 from config.policy import Policy
 
 URL_SCHEMES = ("sqlite:", "postgresql:", "postgresql+")
+STORE_HELP = "the centre's store: sqlite:///..., postgresql://... or a file path (SQLite)"
 TOPIC_PREFIX = "cabinet"  # imported envelopes are judged as if published under it
 PAGE = 1000
 
