@@ -78,17 +78,19 @@ def watch(**params: Any) -> None:
         client_id=f"cabinetctl-watch-{session}" if session else None,
         session_expiry_s=7 * 24 * 3600 if session else 0,
     )
-    store = open_store(store_text, known, create=True) if store_text else None
-    try:
-        state = WatchState(known, prefix=prefix, timing=timing, lookup=_stored_hash(store))
-        if store is not None:
-            _resume(state, store, known)
-        display = Display(display_zone, Names(store, policy))
-        loop = WatchLoop(state, known, key, options, prefix, display, store, as_json, bell)
-        loop.run(site, stop_at)
-    finally:
-        if store is not None:
-            store.close()
+    # Ctrl-C is how a person ends an all-day watch, at any moment: not an error.
+    with suppress(KeyboardInterrupt):
+        store = open_store(store_text, known, create=True) if store_text else None
+        try:
+            state = WatchState(known, prefix=prefix, timing=timing, lookup=_stored_hash(store))
+            if store is not None:
+                _resume(state, store, known)
+            display = Display(display_zone, Names(store, policy))
+            loop = WatchLoop(state, known, key, options, prefix, display, store, as_json, bell)
+            loop.run(site, stop_at)
+        finally:
+            if store is not None:
+                store.close()
 
 
 def _stored_hash(store: Store | None) -> Any:
@@ -155,8 +157,7 @@ class WatchLoop:
                 if self.as_json
                 else Live(console=self.console, screen=self.console.is_terminal, auto_refresh=False)
             )
-            # Ctrl-C is how a person ends an all-day watch: not an error.
-            with live as screen, suppress(KeyboardInterrupt):
+            with live as screen:
                 self._loop(conn, screen, stop_at)
 
     def _loop(self, conn: BrokerConnection, screen: Live | None, stop_at: float | None) -> None:

@@ -24,6 +24,7 @@ from agent.wire import SigningKey
 from central.cli import cli
 from central.store import Store
 from tests.central.cabinet import FakeCabinet, write_registry
+from tests.central_service.postgres import PostgresCluster
 
 ROOT = Path(__file__).parents[2]
 POLICY = ROOT / "examples" / "policy.toml"
@@ -94,7 +95,7 @@ def five_doubles_store(tmp_path: Path, chinese_policy: Path) -> tuple[Path, Path
     return store, registry
 
 
-def export(store: Path, registry: Path, *more: str) -> Result:
+def export(store: Path | str, registry: Path, *more: str) -> Result:
     return run("export", "--store", str(store), "--registry", str(registry), *more)
 
 
@@ -306,3 +307,32 @@ def test_an_old_ledger_file_is_refused_and_carried_over_by_import(tmp_path: Path
     carried = run("import", str(old), "--store", str(new), "--registry", str(registry))
     assert carried.exit_code == 0 and "1 new events" in carried.output, carried.output
     assert run("verify", str(new), "--registry", str(registry)).exit_code == 0
+
+
+@pytest.mark.realpart
+def test_export_and_report_read_a_postgresql_store_as_they_read_a_sqlite_one(
+    tmp_path: Path, chinese_policy: Path, postgres: PostgresCluster
+) -> None:
+    events, registry = replay(tmp_path, FIVE_DOUBLES, chinese_policy)
+    outputs = []
+    for store in (str(tmp_path / "central.db"), postgres.new_database()):
+        imported = run("import", str(events), "--store", store, "--registry", str(registry))
+        assert imported.exit_code == 0, imported.output
+        exported = export(store, registry, "--policy", str(chinese_policy))
+        daily = run(
+            "report",
+            "daily",
+            "--store",
+            store,
+            "--registry",
+            str(registry),
+            "--date",
+            "2026-11-23",
+            "--policy",
+            str(chinese_policy),
+        )
+        verified = run("verify", store, "--registry", str(registry))
+        assert verified.exit_code == 0, verified.output
+        outputs.append((exported.output, daily.output, verified.output))
+    assert outputs[0] == outputs[1]
+    assert "滴定标准溶液" in outputs[1][0] and "stocktake" in outputs[1][1]

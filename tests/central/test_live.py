@@ -281,8 +281,9 @@ def test_commands_go_over_tls_with_a_client_certificate(setup: Setup, device: Fa
     assert "Traceback" not in no_cert.output
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_restarted_watch_store_still_lists_the_alarms_opened_before_it(
-    setup: Setup, device: FakeDevice
+    setup: Setup, device: FakeDevice, backend: str, request: pytest.FixtureRequest
 ) -> None:
     cab = setup.cabinet
     cab.emit("system.started", {"boot": 1, "resumed_from_seq": 0, "version": "t"})
@@ -292,8 +293,10 @@ def test_a_restarted_watch_store_still_lists_the_alarms_opened_before_it(
     cab.boot = 2  # the cabinet restarts; its alarm of boot 1 is still open
     cab.emit("system.started", {"boot": 2, "resumed_from_seq": 4, "version": "t"})
     cab.emit("alarm.raised", {"alarm": "A2-1", "kind": "tamper"})
-    store = setup.tmp / "central.db"
-    first = WatchProcess(setup, "--store", str(store))
+    store = str(setup.tmp / "central.db")
+    if backend == "postgresql":
+        store = request.getfixturevalue("postgres").new_database()
+    first = WatchProcess(setup, "--store", store)
     try:
         assert first.open_alarms() == []
         for index in range(len(cab.envelopes)):
@@ -302,7 +305,7 @@ def test_a_restarted_watch_store_still_lists_the_alarms_opened_before_it(
     finally:
         assert first.stop() == 0
 
-    again = WatchProcess(setup, "--store", str(store))
+    again = WatchProcess(setup, "--store", store)
     try:
         opened = again.open_alarms()
     finally:
@@ -313,7 +316,7 @@ def test_a_restarted_watch_store_still_lists_the_alarms_opened_before_it(
     ]
     assert all(a["since"].endswith("+08:00") for a in opened)
     screen = subprocess.run(
-        [CABINETCTL, "watch", "--store", str(store), "--duration", "1"],
+        [CABINETCTL, "watch", "--store", store, "--duration", "1"],
         capture_output=True,
         env={**os.environ, **setup.env, "COLUMNS": "140", "LINES": "30"},
         timeout=30,
