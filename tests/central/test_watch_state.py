@@ -224,3 +224,10 @@ def test_alarms_loaded_from_the_store_replace_what_this_run_saw() -> None:
         ("A2-1", False, None),
         ("A1-3", True, "p-1001"),
     ]
+
+
+def test_a_fresh_watch_that_first_sees_seq_2_still_lists_seq_1_above_it() -> None:
+    cab = cabinet_with(3)
+    state = WatchState(registry(cab))
+    feed(state, cab, [1, 0, 2])  # seq 2 (evt/door) overtook seq 1 on another topic
+    assert [s.seq for s in state.log] == [1, 2, 3]
