@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rich.cells import cell_len
+
 from central.stocktakes import stocktakes
 from central.store import Store
 from central.store_arg import Names
@@ -170,8 +172,12 @@ def render_json(report: DailyReport) -> str:
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    # Widths in terminal cells: a Chinese character takes two, so len() would misalign.
+    widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c + " " * (w - cell_len(c)) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
 
 
 def render_text(report: DailyReport) -> str:
