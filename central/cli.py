@@ -16,10 +16,9 @@ from typing import Any
 
 import click
 
-from agent.wire import KeyFileError, parse_envelope, read_public_key, write_new_key
+from agent.wire import KeyFileError, read_public_key, write_new_key
 from central.cli_remote import attach_remote_commands
 from central.errors import EX_CONFIG, EX_FAILURE, CentralError
-from central.ledger import Ledger
 from central.options import EXISTING, PATH, central_key, key_option, registry_option
 from central.policy_tools import (
     VersionBook,
@@ -28,7 +27,7 @@ from central.policy_tools import (
     render_signed,
     sign_checked,
 )
-from central.reconcile import REPORT_TYPES, daily_report
+from central.reconcile import daily_report
 from central.reconcile import render_json as report_json
 from central.reconcile import render_text as report_text
 from central.registry import (
@@ -38,11 +37,20 @@ from central.registry import (
     remove_device,
     save_registry,
 )
-from central.report import CONTEXT_MARGIN_MS, CONTEXT_TYPES, USAGE_TYPES, usage_rows
 from central.report import render_csv as usage_csv
 from central.report import render_json as usage_json
-from central.timefmt import day_bounds, parse_instant
+from central.report import session_context, usage_rows
+from central.store_arg import (
+    STORE_HELP,
+    URL_SCHEMES,
+    Names,
+    import_envelopes,
+    open_store,
+    store_envelopes,
+)
+from central.timefmt import DEFAULT_TZ, local_day, parse_local_instant, zone
 from central.verify import read_input, verify_input
+from central.watch_cli import watch
 from config.loading import ConfigError
 
 
@@ -102,14 +110,16 @@ def keygen(out: Path) -> None:
 def verify(source: str, pubkey: str | None, registry: Path | None, show_all: bool) -> None:
     """Check signatures, hash chain and seq contiguity of SOURCE.
 
-    SOURCE is a JSON Lines file of envelopes ('-' = stdin), an agent outbox .db or a
-    cabinetctl ledger .db. Exit 0 only if every event verifies.
+    SOURCE is a JSON Lines file of envelopes ('-' = stdin), an agent outbox .db, the
+    centre's store (its SQLite file, or a sqlite:// or postgresql:// URL) or a ledger .db
+    of an older cabinetctl. Exit 0 only if every event verifies.
     """
     if pubkey is not None:
         keys: Any = read_public_key(pubkey)
     else:
         keys = load_registry(registry_path(registry)).keys()
-    verdict = verify_input(read_input(source), keys)
+    items = store_envelopes(source) if source.startswith(URL_SCHEMES) else read_input(source)
+    verdict = verify_input(items, keys)
     if show_all:
         for failure in verdict.failures:
             click.echo(f"FAIL: {failure}")
@@ -228,69 +238,73 @@ def policy_sign(
     )
 
 
-# --- the ledger: import, export, daily report ----------------------------------------------
+# --- the centre's store: import, export, daily report ---------------------------------------
+
+tz_option = click.option(
+    "--tz", default=DEFAULT_TZ, show_default=True, help="time zone for days and times shown"
+)
 
 
 @cli.command("import")
 @click.argument("source")
-@click.option("--store", required=True, type=PATH, help="ledger database (created if missing)")
+@click.option("--store", "store_text", required=True, help=STORE_HELP + "; created if missing")
 @registry_option
-def import_(source: str, store: Path, registry: Path | None) -> None:
-    """Verify SOURCE (as `verify` does) and add its events to the ledger: all or nothing."""
+def import_(source: str, store_text: str, registry: Path | None) -> None:
+    """Verify SOURCE (as `verify` does) and add its events to the store: all or nothing.
+
+    SOURCE is JSON Lines, an agent outbox .db or a ledger .db of an older cabinetctl
+    (how such a ledger is carried over into the store).
+    """
     known = load_registry(registry_path(registry))
     items = read_input(source)
     verdict = verify_input(items, known.keys())
     if not verdict.ok:
         raise CentralError(f"nothing imported: {verdict.summary()}")
-    ledger = Ledger(store)
-    now = int(time.time() * 1000)
-    added = sum(ledger.store(parse_envelope(item.raw), now, "imported") for item in items)
-    ledger.close()
-    click.echo(f"{added} new events in {store} ({verdict.events - added} already there)")
+    with open_store(store_text, known, create=True) as store:
+        added = import_envelopes(store, known, [item.raw for item in items])
+    click.echo(f"{added} new events in {store_text} ({verdict.events - added} already there)")
 
 
 @cli.command()
-@click.option("--store", required=True, type=PATH, help="ledger database")
-@click.option("--since", help="from (inclusive): 2026-03-01 or 2026-03-01T08:00:00Z")
+@click.option("--store", "store_text", required=True, help=STORE_HELP)
+@click.option("--since", help="from (inclusive): 2026-03-01 or 2026-03-01T08:00 (local)")
 @click.option("--until", help="to (exclusive)")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
 @click.option("--out", type=PATH, help="write here instead of stdout")
-@click.option("--policy", "policy_file", type=EXISTING, help="policy TOML, for names and CAS")
+@click.option("--policy", "policy_file", type=EXISTING, help="policy TOML, for names")
+@tz_option
 @registry_option
 def export(
-    store: Path,
+    store_text: str,
     since: str | None,
     until: str | None,
     fmt: str,
     out: Path | None,
     policy_file: Path | None,
+    tz: str,
     registry: Path | None,
 ) -> None:
-    """The usage ledger (领用记录): one row per verified withdrawal or return."""
+    """The usage ledger (领用记录): one row per change of the books, with purpose and approver.
+
+    CSV is UTF-8 with a byte order mark, so a spreadsheet opens Chinese names intact.
+    """
+    zone_info = zone(tz)
     known = load_registry(registry_path(registry))
-    names = load_policy_quietly(policy_file)
-    since_ms = parse_instant(since, "--since") if since else None
-    until_ms = parse_instant(until, "--until") if until else None
-    ledger = Ledger(store, create=False)
-    try:
-        usage = list(
-            ledger.events(known.keys(), types=USAGE_TYPES, since_ms=since_ms, until_ms=until_ms)
-        )
-        context = ledger.events(
-            known.keys(),
-            types=CONTEXT_TYPES,
-            since_ms=None if since_ms is None else since_ms - CONTEXT_MARGIN_MS,
-            until_ms=None if until_ms is None else until_ms + CONTEXT_MARGIN_MS,
-        )
-        rows = usage_rows(usage, list(context), known, names)
-    finally:
-        ledger.close()
+    policy_names = load_policy_quietly(policy_file)
+    since_ms = parse_local_instant(since, "--since", zone_info) if since else None
+    until_ms = parse_local_instant(until, "--until", zone_info) if until else None
+    with open_store(store_text, known, create=False) as store:
+        names = Names(store, policy_names)
+        ledger_rows = store.ledger(since_ms=since_ms, until_ms=until_ms)
+        context = session_context(store, sorted({r.device for r in ledger_rows}))
+        rows = usage_rows(ledger_rows, known, names, zone_info, context)
     text = usage_csv(rows) if fmt == "csv" else usage_json(rows)
     if out is None:
         click.echo(text, nl=False)
     else:
         try:
-            out.write_text(text, encoding="utf-8")
+            # newline="": the CSV's own CRLF line ends, unchanged on every platform
+            out.write_text(text, encoding="utf-8", newline="")
         except OSError as exc:
             raise CentralError(f"cannot write {out}: {exc.strerror}") from None
         click.echo(f"{len(rows)} rows -> {out}", err=True)
@@ -298,31 +312,38 @@ def export(
 
 @cli.group()
 def report() -> None:
-    """Reports from the ledger."""
+    """Reports from the centre's store."""
 
 
 @report.command("daily")
-@click.option("--store", required=True, type=PATH, help="ledger database")
-@click.option("--date", "day", help="UTC day, YYYY-MM-DD (default: today)")
+@click.option("--store", "store_text", required=True, help=STORE_HELP)
+@click.option("--date", "day", help="local day, YYYY-MM-DD (default: today in --tz)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option("--policy", "policy_file", type=EXISTING, help="policy TOML, for tolerances")
+@click.option("--policy", "policy_file", type=EXISTING, help="policy TOML, for names")
+@tz_option
 @registry_option
 def report_daily(
-    store: Path, day: str | None, fmt: str, policy_file: Path | None, registry: Path | None
+    store_text: str,
+    day: str | None,
+    fmt: str,
+    policy_file: Path | None,
+    tz: str,
+    registry: Path | None,
 ) -> None:
-    """Book vs scale (账物相符) per cabinet and container; exit 1 if anything is off."""
+    """Book vs scale (账物相符) for one local day: movements, the day's received, disposed,
+    adjusted and stocktake records, open discrepancies and their age; exit 1 if anything
+    is off."""
+    zone_info = zone(tz)
     known = load_registry(registry_path(registry))
-    rules = load_policy_quietly(policy_file)
-    name, start, end = day_bounds(day, int(time.time() * 1000))
-    ledger = Ledger(store, create=False)
-    try:
-        events = ledger.events(known.keys(), types=REPORT_TYPES, until_ms=end)
-        result = daily_report(events, name, start, end, rules)
-    finally:
-        ledger.close()
+    policy_names = load_policy_quietly(policy_file)
+    now = int(time.time() * 1000)
+    local = local_day(day, now, zone_info)
+    with open_store(store_text, known, create=False) as store:
+        result = daily_report(store, local, zone_info, Names(store, policy_names), now)
     click.echo(report_text(result) if fmt == "text" else report_json(result), nl=False)
     if not result.balanced:
         sys.exit(EX_FAILURE)
 
 
 attach_remote_commands(cli, policy)
+cli.add_command(watch)

@@ -2,33 +2,24 @@
 
 policy push, approve, approve-withdrawal, ack, snapshot and resend each send one signed
 command and wait for the cabinet's verified answer (exit 0 applied, 3 rejected, 1 no
-answer). `watch` is the all-day console. Attached to the main group by central.cli.
+answer). Attached to the main group by central.cli (`watch` is central.watch_cli).
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import time
-from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.live import Live
 
-from agent.wire.topics import ANY, event_filter, status_filter
-from central.chain import Timing
 from central.commands import DEFAULT_TTL_S, MAX_TTL_S, AnswerWatch, IssuedCommand, issue
-from central.console import render
 from central.errors import EX_REJECTED, CentralError
-from central.ledger import Ledger
-from central.mqtt import BrokerConnection, BrokerOptions
+from central.mqtt import BrokerConnection
 from central.options import (
     EXISTING,
-    PATH,
     broker_from,
     broker_options,
     central_key,
@@ -36,16 +27,8 @@ from central.options import (
 )
 from central.options import registry_option as registry_opt
 from central.policy_tools import load_policy_quietly, load_signed_policy
-from central.registry import Registry, load_registry, registry_path
+from central.registry import load_registry, registry_path
 from central.timefmt import duration_s, grams_to_mg, utc_text
-from central.watch import (
-    CabinetStatus,
-    ResendRequest,
-    Seen,
-    Step,
-    WatchState,
-    json_line,
-)
 from rules.command_args import RESOLVE_REASONS
 
 
@@ -312,167 +295,6 @@ def resend(from_seq: int, to_seq: int, **params: Any) -> None:
     send_and_wait(params, "resend", {"from_seq": from_seq, "to_seq": to_seq})
 
 
-# --- watch ----------------------------------------------------------------------------------
-
-
-@click.command()
-@click.option("--site", help="only this site (default: all)")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line, for piping")
-@click.option("--store", type=PATH, help="keep what was verified in this ledger database")
-@click.option("--bell", is_flag=True, help="ring the terminal bell on every new alarm")
-@click.option("--duration", help="stop after this long (default: until Ctrl-C)")
-@click.option("--session", help="persistent broker session name: missed events are queued")
-@click.option(
-    "--resend-after", default=1.0, show_default=True, help="seconds before a gap is asked for"
-)
-@key_option("needed to ask cabinets to resend gaps")
-@registry_opt
-@broker_options
-def watch(**params: Any) -> None:
-    """Live, verified view of all cabinets: alarms on top, event log below."""
-    known = load_registry(registry_path(params.pop("registry")))
-    key_path = params.pop("key")
-    key = central_key(key_path) if key_path is not None else None
-    site, prefix = params.pop("site"), params.pop("prefix")
-    as_json, bell, store = params.pop("as_json"), params.pop("bell"), params.pop("store")
-    duration = params.pop("duration")
-    stop_at = time.monotonic() + duration_s(duration, "--duration") if duration else None
-    session = params.pop("session")
-    timing = Timing(grace_ms=int(float(params.pop("resend_after")) * 1000))
-    options = broker_from(
-        params,
-        client_id=f"cabinetctl-watch-{session}" if session else None,
-        session_expiry_s=7 * 24 * 3600 if session else 0,
-    )
-    ledger = Ledger(store) if store else None
-    state = WatchState(
-        known, prefix=prefix, timing=timing, lookup=ledger.lookup if ledger else None
-    )
-    if ledger is not None:
-        for device_id, (seq, digest) in ledger.heads().items():
-            if device_id in known.devices:
-                state.chain(device_id).seed(seq, digest)
-    loop = WatchLoop(state, known, key, options, prefix, as_json=as_json, bell=bell, ledger=ledger)
-    try:
-        loop.run(site, stop_at)
-    finally:
-        if ledger is not None:
-            ledger.close()
-
-
-class WatchLoop:
-    """MQTT in, WatchState in the middle, screen or JSON lines and ledger out."""
-
-    def __init__(
-        self,
-        state: WatchState,
-        registry: Registry,
-        key: Any,
-        options: BrokerOptions,
-        prefix: str,
-        *,
-        as_json: bool,
-        bell: bool,
-        ledger: Ledger | None,
-    ) -> None:
-        self.state, self.registry, self.key = state, registry, key
-        self.options, self.prefix = options, prefix
-        self.as_json, self.bell, self.ledger = as_json, bell, ledger
-        self.console = Console()
-
-    def run(self, site: str | None, stop_at: float | None) -> None:
-        level = site or ANY
-        filters = [event_filter(self.prefix, level), status_filter(self.prefix, level)]
-        with BrokerConnection(self.options) as conn:
-            conn.subscribe(filters)
-            if self.as_json:
-                self._print({"kind": "watching", "broker": self.options.url, "filters": filters})
-            live = (
-                nullcontext()
-                if self.as_json
-                else Live(console=self.console, screen=self.console.is_terminal, auto_refresh=False)
-            )
-            # Ctrl-C is how a person ends an all-day watch: not an error.
-            with live as screen, suppress(KeyboardInterrupt):
-                self._loop(conn, screen, stop_at)
-
-    def _loop(self, conn: BrokerConnection, screen: Live | None, stop_at: float | None) -> None:
-        drawn = 0.0
-        while stop_at is None or time.monotonic() < stop_at:
-            step = Step()
-            try:
-                message = conn.messages.get(timeout=0.2)
-                step.extend(self.state.on_message(message.topic, message.payload, now_ms()))
-                for _ in range(500):  # drain a burst before redrawing
-                    message = conn.messages.get_nowait()
-                    step.extend(self.state.on_message(message.topic, message.payload, now_ms()))
-            except queue.Empty:
-                pass
-            step.extend(self.state.tick(now_ms()))
-            self._ask_resends(conn, step)
-            self._output(step)
-            if screen is not None and time.monotonic() - drawn > 0.25:
-                drawn = time.monotonic()
-                screen.update(
-                    render(
-                        self.state,
-                        now_ms=now_ms(),
-                        broker=self.options.url,
-                        connected=conn.connected,
-                        height=self.console.size.height,
-                    ),
-                    refresh=True,
-                )
-
-    def _ask_resends(self, conn: BrokerConnection, step: Step) -> None:
-        for ask in step.resends:
-            what = f"seq {ask.from_seq}..{ask.to_seq}"
-            if self.key is None:
-                if ask.attempt == 1:
-                    note = f"gap {what}: cannot ask for a resend without --key"
-                    step.extend(self.state.note(note, ask.device, now_ms()))
-                continue
-            if not conn.connected:
-                # The screen must not freeze on a dead link; the gap is asked for again.
-                note = f"resend of {what} not sent: broker disconnected (will retry)"
-                step.extend(self.state.note(note, ask.device, now_ms()))
-                continue
-            device = self.registry.devices[ask.device]
-            args = {"from_seq": ask.from_seq, "to_seq": ask.to_seq}
-            issued = issue(device, "resend", args, self.key, now_ms=now_ms(), prefix=self.prefix)
-            try:
-                conn.publish(issued.topic, issued.payload, timeout_s=2)
-            except CentralError as exc:
-                step.extend(
-                    self.state.note(f"resend of {what} not sent: {exc}", ask.device, now_ms())
-                )
-
-    def _output(self, step: Step) -> None:
-        if self.ledger is not None:
-            for seen in step.shown:
-                self.ledger.record(seen)
-            self.ledger.commit()
-        if self.as_json:
-            items: list[Seen | CabinetStatus | ResendRequest] = [
-                *step.statuses,
-                *step.shown,
-                *step.resends,
-            ]
-            for item in items:
-                sys.stdout.write(json_line(item) + "\n")
-            sys.stdout.flush()
-        if self.bell and step.new_alarms:
-            if self.as_json:
-                sys.stderr.write("\a")
-                sys.stderr.flush()
-            else:
-                self.console.bell()
-
-    def _print(self, body: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(body, sort_keys=True) + "\n")
-        sys.stdout.flush()
-
-
 def attach_remote_commands(cli: click.Group, policy: click.Group) -> None:
     policy.add_command(policy_push)
     commands = (
@@ -484,7 +306,6 @@ def attach_remote_commands(cli: click.Group, policy: click.Group) -> None:
         stocktake,
         snapshot,
         resend,
-        watch,
     )
     for command in commands:
         cli.add_command(command)

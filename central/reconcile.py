@@ -1,301 +1,204 @@
-"""`cabinetctl report daily`: does the book match the cabinet (账物相符), per container?
+"""`cabinetctl report daily`: does the book match the cabinet (账物相符), for one local day?
 
-Built from verified events up to the end of the chosen UTC day:
-- the book mass of each container: the `book_mg` of its latest withdrawal, return or
-  snapshot;
-- the last `inventory.snapshot`: what the scale measured (`mass_mg`) against what the
-  book said at that same moment (`book_mg`); their difference, judged with the policy's
-  tolerance (the larger of `tolerance_mg` and `tolerance_pct` of the book);
-- containers out of their slot (`inventory.removed` without `inventory.restored`), overdue
-  past `return_within_s` or with an open `overdue_return` alarm;
-- alarms still open at the end of the day, acknowledged or not, with their age (an open
-  discrepancy of the books waits for two persons to resolve it);
-- the day's movements: grams taken and returned;
-- the day's two-person records of the books (双人记账): containers received, disposed,
-  books adjusted by a resolve, and stocktakes.
+Everything comes from the centre's store: the daily reconciliation projection
+(`Store.daily`: per container the opening book, the day's movements, the closing book,
+the last weighing and whether they agree), the day's records of the five doubles
+(received, disposed, adjusted from the ledger projection; stocktakes from the record),
+and the discrepancies (mass alarms) still open, with how long they have been open.
+The day is a calendar day in the cabinets' time zone, not UTC.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from central.timefmt import grams, utc_text
-from config.policy import InventoryPolicy, Policy
+from rich.cells import cell_len
 
-REPORT_TYPES = (
-    "inventory.withdrawal",
-    "inventory.return",
-    "inventory.snapshot",
-    "inventory.removed",
-    "inventory.restored",
-    "alarm.raised",
-    "alarm.cleared",
-    "alarm.acknowledged",
-    "command.applied",
-    "inventory.received",
-    "inventory.disposed",
-    "inventory.adjusted",
-    "inventory.stocktake",
-)
-RECORD_TYPES = REPORT_TYPES[-4:]
+from central.stocktakes import stocktakes
+from central.store import Store
+from central.store_arg import Names
+from central.timefmt import grams, local_day_bounds, local_text
+
+DISCREPANCIES = ("mass_unexplained", "mass_mismatch", "unknown_item")
+RECORD_KINDS = ("received", "disposed", "adjusted")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ContainerLine:
     cabinet: str
     container: str
-    slot: int | None = None
-    book_mg: int | None = None
-    snapshot_utc: str = ""
-    snapshot_mass_mg: int | None = None
-    snapshot_book_mg: int | None = None
-    difference_mg: int | None = None
-    tolerance_mg: int | None = None
-    moved_since_snapshot: bool = False
-    out_since_utc: str = ""
-    taken_today_mg: int = 0
-    returned_today_mg: int = 0
-    status: str = ""  # OK | MISMATCH | NO SNAPSHOT | OUT | OVERDUE
-
-    _snapshot_ts: int | None = field(default=None, repr=False)
-    _moved_ts: int | None = field(default=None, repr=False)
-    _out_ts: int | None = field(default=None, repr=False)
+    name: str
+    opening_g: str
+    withdrawn_g: str
+    returned_g: str
+    received_g: str
+    disposed_g: str
+    adjusted_g: str
+    closing_g: str
+    measured_g: str
+    ok: bool
 
 
-@dataclass
-class OpenAlarmLine:
+@dataclass(frozen=True)
+class RecordLine:
+    time: str
+    cabinet: str
+    record: str  # received | disposed | adjusted | stocktake
+    what: str  # the container (or the stocktake's outcome)
+    amount_g: str
+    persons: str  # both, by name
+    seq: int
+
+
+@dataclass(frozen=True)
+class DiscrepancyLine:
     cabinet: str
     alarm: str
     kind: str
-    since_utc: str
-    acked: bool
-    container: str = ""
-    age_h: int = 0  # hours open at the end of the day
-    _since_ts: int = field(default=0, repr=False)
+    since: str
+    age: str
+    acked_by: str
 
 
-@dataclass
-class DayRecord:
-    """One two-person record of the books made that day."""
-
-    time_utc: str
-    cabinet: str
-    record: str  # received | disposed | adjusted | stocktake
-    persons: str
-    detail: str
-
-
-@dataclass
+@dataclass(frozen=True)
 class DailyReport:
     day: str
+    tz: str
     containers: list[ContainerLine]
-    alarms: list[OpenAlarmLine]
-    records: list[DayRecord] = field(default_factory=list)
+    records: list[RecordLine]
+    discrepancies: list[DiscrepancyLine]
 
     @property
     def balanced(self) -> bool:
-        return not self.alarms and all(c.status == "OK" for c in self.containers)
+        return not self.discrepancies and all(c.ok for c in self.containers)
 
     def to_json(self) -> dict[str, Any]:
-        def public(line: ContainerLine) -> dict[str, Any]:
-            return {k: v for k, v in asdict(line).items() if not k.startswith("_")}
-
         return {
             "day": self.day,
+            "tz": self.tz,
             "balanced": self.balanced,
-            "containers": [public(c) for c in self.containers],
-            "open_alarms": [
-                {k: v for k, v in asdict(a).items() if not k.startswith("_")} for a in self.alarms
-            ],
+            "containers": [asdict(c) for c in self.containers],
             "records": [asdict(r) for r in self.records],
+            "open_discrepancies": [asdict(d) for d in self.discrepancies],
         }
 
 
+def _labelled(container: str, name: str | None) -> str:
+    return f"{container} {name}" if name else container
+
+
+def age_text(ms: int) -> str:
+    minutes = max(0, ms) // 60_000
+    if minutes < 60:
+        return f"{minutes}m"
+    hours = minutes // 60
+    return f"{hours}h{minutes % 60:02d}m" if hours < 48 else f"{hours // 24}d{hours % 24}h"
+
+
 def daily_report(
-    events: Iterable[Mapping[str, Any]],
-    day: str,
-    day_start_ms: int,
-    day_end_ms: int,
-    policy: Policy | None = None,
+    store: Store,
+    day: datetime.date,
+    tz: ZoneInfo,
+    names: Names,
+    now_ms: int,
 ) -> DailyReport:
-    """`events`: verified envelopes with ts < day_end_ms, in time order."""
-    inventory = policy.inventory if policy else InventoryPolicy()
-    lines: dict[tuple[str, str], ContainerLine] = {}
-    alarms: dict[tuple[str, str], OpenAlarmLine] = {}
-    records: list[DayRecord] = []
+    start, end = local_day_bounds(day, tz)
 
-    def line(device: str, container: object, slot: object = None) -> ContainerLine | None:
-        if not isinstance(container, str) or not container:
-            return None
-        item = lines.setdefault((device, container), ContainerLine(device, container))
-        if isinstance(slot, int):
-            item.slot = slot
-        return item
+    def people(device: str, persons: tuple[str, ...]) -> str:
+        return ", ".join(names.person(device, p) or p for p in persons)
 
-    for env in events:
-        device, ts, data, kind = str(env["device"]), int(env["ts"]), env["data"], env["type"]
-        today = day_start_ms <= ts < day_end_ms
-        if kind in ("inventory.withdrawal", "inventory.return"):
-            item = line(device, data.get("container"), data.get("slot"))
-            if item is None:
-                continue
-            if isinstance(data.get("book_mg"), int):
-                item.book_mg = data["book_mg"]
-            item._moved_ts = ts
-            amount = data.get("amount_mg") if isinstance(data.get("amount_mg"), int) else 0
-            if today and kind == "inventory.withdrawal":
-                item.taken_today_mg += amount
-            elif today:
-                item.returned_today_mg += amount
-        elif kind == "inventory.snapshot":
-            for slot in data.get("slots") or []:
-                if not isinstance(slot, dict):
-                    continue
-                item = line(device, slot.get("container"), slot.get("slot"))
-                if item is None:
-                    continue
-                mass, book = slot.get("mass_mg"), slot.get("book_mg")
-                item._snapshot_ts = ts
-                item.snapshot_mass_mg = mass if isinstance(mass, int) else None
-                item.snapshot_book_mg = book if isinstance(book, int) else None
-                if isinstance(book, int):
-                    item.book_mg = book
-        elif kind == "inventory.removed":
-            item = line(device, data.get("container"), data.get("slot"))
-            if item is not None:
-                item._out_ts = ts
-        elif kind == "inventory.restored":
-            item = line(device, data.get("container"), data.get("slot"))
-            if item is not None:
-                item._out_ts = None
-        elif kind in RECORD_TYPES:
-            _books_record(lines, line, device, kind, data)
-            if today:
-                records.append(_day_record(device, ts, kind, data))
-        elif kind == "alarm.raised" and isinstance(data.get("alarm"), str):
-            alarms[(device, data["alarm"])] = OpenAlarmLine(
-                device,
-                data["alarm"],
-                str(data.get("kind", "?")),
-                utc_text(ts),
-                False,
-                str(data.get("container") or ""),
-                _since_ts=ts,
-            )
-        elif kind == "alarm.cleared" and isinstance(data.get("alarm"), str):
-            alarms.pop((device, data["alarm"]), None)
-        elif kind == "alarm.acknowledged" or (
-            kind == "command.applied" and data.get("name") == "ack"
-        ):
-            open_alarm = alarms.get((device, str(data.get("alarm"))))
-            if open_alarm is not None:
-                open_alarm.acked = True
-    overdue_alarm = {
-        (a.cabinet, a.container) for a in alarms.values() if a.kind == "overdue_return"
-    }
-    for (device, container), item in lines.items():
-        _judge(item, inventory, day_end_ms, (device, container) in overdue_alarm)
-    ordered = sorted(lines.values(), key=lambda c: (c.cabinet, c.slot or 0, c.container))
-    open_alarms = sorted(alarms.values(), key=lambda a: (a.cabinet, a.since_utc))
-    for alarm in open_alarms:
-        alarm.age_h = max(0, day_end_ms - alarm._since_ts) // 3_600_000
-    return DailyReport(day, ordered, open_alarms, records)
-
-
-def _books_record(
-    lines: dict[tuple[str, str], ContainerLine],
-    line: Any,
-    device: str,
-    kind: str,
-    data: Mapping[str, Any],
-) -> None:
-    """What a received, disposed or adjusted container does to its book line."""
-    if kind == "inventory.disposed":
-        lines.pop((device, str(data.get("container"))), None)  # gone for good
-        return
-    book = data.get("book_after_mg" if kind == "inventory.adjusted" else "book_mg")
-    item = line(device, data.get("container"), data.get("slot"))
-    if item is not None and isinstance(book, int):
-        item.book_mg = book
-
-
-def _day_record(device: str, ts: int, kind: str, data: Mapping[str, Any]) -> DayRecord:
-    persons = ", ".join(str(p) for p in data.get("persons") or [])
-    name = kind.removeprefix("inventory.")
-    if kind == "inventory.stocktake":
-        detail = "all ok" if data.get("all_ok") else "NOT ALL OK"
-    elif kind == "inventory.adjusted":
-        detail = f"{data.get('container')} {grams(data.get('delta_mg'))} g ({data.get('reason')})"
-    elif kind == "inventory.received":
-        note, count = data.get("expected_mg"), data.get("measured_mg")
-        detail = f"{data.get('container')} {grams(count)} g (note {grams(note)} g)"
-    else:
-        detail = f"{data.get('container')} {grams(data.get('book_mg'))} g ({data.get('purpose')})"
-    return DayRecord(utc_text(ts), device, name, persons, detail)
-
-
-def _judge(item: ContainerLine, inventory: InventoryPolicy, end_ms: int, alarmed: bool) -> None:
-    if item._snapshot_ts is not None:
-        item.snapshot_utc = utc_text(item._snapshot_ts)
-        item.moved_since_snapshot = (item._moved_ts or 0) > item._snapshot_ts
-    if item.snapshot_mass_mg is not None and item.snapshot_book_mg is not None:
-        item.difference_mg = item.snapshot_mass_mg - item.snapshot_book_mg
-        item.tolerance_mg = max(
-            inventory.tolerance_mg, item.snapshot_book_mg * inventory.tolerance_pct // 100
+    containers = [
+        ContainerLine(
+            d.device,
+            d.container,
+            names.container(d.container, d.name) or "",
+            grams(d.opening_mg),
+            grams(d.withdrawn_mg),
+            grams(d.returned_mg),
+            grams(d.received_mg),
+            grams(d.disposed_mg),
+            grams(d.adjusted_mg),
+            grams(d.closing_mg),
+            grams(d.measured_mg),
+            d.ok,
         )
-    if item._out_ts is not None:
-        item.out_since_utc = utc_text(item._out_ts)
-        late = end_ms - item._out_ts > inventory.return_within_s * 1000
-        item.status = "OVERDUE" if late or alarmed else "OUT"
-    elif item.difference_mg is None:
-        item.status = "NO SNAPSHOT"
-    elif item.tolerance_mg is not None and abs(item.difference_mg) > item.tolerance_mg:
-        item.status = "MISMATCH"
-    else:
-        item.status = "OK"
+        for d in store.daily(day, tz.key)
+    ]
+    timed: list[tuple[int, RecordLine]] = [
+        (
+            r.ts_ms,
+            RecordLine(
+                local_text(r.ts_ms, tz),
+                r.device,
+                r.kind,
+                _labelled(r.container, names.container(r.container, r.name)),
+                grams(r.amount_mg),
+                people(r.device, r.persons),
+                r.seq,
+            ),
+        )
+        for r in store.ledger(since_ms=start, until_ms=end)
+        if r.kind in RECORD_KINDS
+    ]
+    for s in stocktakes(store, start, end):
+        outcome = "all ok" if s.all_ok else "off: " + ", ".join(s.off)
+        what = f"{s.slots} slots, {outcome}"
+        who = people(s.device, s.persons)
+        line = RecordLine(local_text(s.ts_ms, tz), s.device, "stocktake", what, "", who, s.seq)
+        timed.append((s.ts_ms, line))
+    records = [line for _, line in sorted(timed, key=lambda t: (t[0], t[1].cabinet, t[1].seq))]
+    as_of = min(now_ms, end)
+    discrepancies = [
+        DiscrepancyLine(
+            a.device,
+            a.alarm,
+            a.kind,
+            local_text(a.raised_ms, tz),
+            age_text(as_of - a.raised_ms),
+            (names.person(a.device, a.acked_by) or a.acked_by) if a.acked_by else "",
+        )
+        for a in sorted(store.alarms(state="open"), key=lambda a: (a.raised_ms, a.device))
+        if a.kind in DISCREPANCIES and a.raised_ms < end
+    ]
+    return DailyReport(day.isoformat(), tz.key, containers, records, discrepancies)
 
 
 def render_json(report: DailyReport) -> str:
     return json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n"
 
 
-def render_text(report: DailyReport) -> str:
-    """A plain table for mail and print (the terminal gets the same text)."""
-    out = [
-        f"Daily reconciliation {report.day} (UTC): "
-        + ("BALANCED" if report.balanced else "ATTENTION NEEDED")
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    # Widths in terminal cells: a Chinese character takes two, so len() would misalign.
+    widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c + " " * (w - cell_len(c)) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
     ]
-    header = ("cabinet", "slot", "container", "book g", "scale g", "diff g", "status", "today")
-    rows = [header]
+
+
+def render_text(report: DailyReport) -> str:
+    """Plain tables for mail and print (the terminal gets the same text)."""
+    verdict = "BALANCED" if report.balanced else "ATTENTION NEEDED"
+    out = [f"Daily reconciliation {report.day} ({report.tz}): {verdict}", "", "Books (g):"]
+    head = ("cabinet", "container", "name", "opening", "out", "back", "in", "disposed")
+    books: list[tuple[str, ...]] = [(*head, "adjusted", "closing", "weighed", "")]
     for c in report.containers:
-        today = f"-{grams(c.taken_today_mg)} +{grams(c.returned_today_mg)}"
-        status = c.status + (" (moved since)" if c.moved_since_snapshot else "")
-        if c.out_since_utc:
-            status += f" since {c.out_since_utc}"
-        rows.append(
-            (
-                c.cabinet,
-                "" if c.slot is None else str(c.slot),
-                c.container,
-                grams(c.book_mg),
-                grams(c.snapshot_mass_mg),
-                grams(c.difference_mg),
-                status,
-                today,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for r in rows:
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
-    out.append(f"Open alarms: {len(report.alarms)}")
-    for a in report.alarms:
-        acked = "acked" if a.acked else "NOT ACKED"
-        age = f"open {a.age_h} h"
-        out.append(f"  {a.cabinet}  {a.kind}  {a.alarm}  since {a.since_utc}  {age}  {acked}")
-    out.append(f"Two-person records of the books today: {len(report.records)}")
-    for rec in report.records:
-        out.append(f"  {rec.time_utc}  {rec.cabinet}  {rec.record}  {rec.persons}  {rec.detail}")
+        moved = (c.withdrawn_g, c.returned_g, c.received_g, c.disposed_g, c.adjusted_g)
+        ends = (c.closing_g, c.measured_g, "OK" if c.ok else "MISMATCH")
+        books.append((c.cabinet, c.container, c.name, c.opening_g, *moved, *ends))
+    out += _table(books) if report.containers else ["  none"]
+    out += ["", f"Records of the day: {len(report.records)}"]
+    records: list[tuple[str, ...]] = [("time", "cabinet", "record", "what", "g", "persons")]
+    for r in report.records:
+        records.append((r.time, r.cabinet, r.record, r.what, r.amount_g, r.persons))
+    out += _table(records) if report.records else []
+    out += ["", f"Open discrepancies: {len(report.discrepancies)}"]
+    open_ones: list[tuple[str, ...]] = [("cabinet", "alarm", "kind", "since", "open for", "by")]
+    for d in report.discrepancies:
+        open_ones.append((d.cabinet, d.alarm, d.kind, d.since, d.age, d.acked_by))
+    out += _table(open_ones) if report.discrepancies else []
     return "\n".join(out) + "\n"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from agent.wire import (
 )
 from central.chain import DeviceChain, Release, ResendAsk, Timing
 from central.registry import Registry
+from central.store import Alarm as StoredAlarm
 
 LOG_LINES = 1000
 PROBLEM_LINES = 200
@@ -69,8 +70,9 @@ class Alarm:
     alarm: str
     kind: str
     since_ms: int  # the device's ts of alarm.raised
-    seq: int
+    seq: int  # of its alarm.raised (0 when it came from the store's projection)
     acked: bool = False
+    acked_by: str | None = None
 
 
 @dataclass
@@ -171,6 +173,16 @@ class WatchState:
         """(device, "seq a..b") still missing, for the screen."""
         return [(device, gap.text()) for device, chain in self.chains.items() for gap in chain.gaps]
 
+    def load_alarms(self, stored: Iterable[StoredAlarm]) -> None:
+        """The open alarms as the centre's store projects them (its record, across boots)."""
+        self.alarms = {
+            (a.device, a.alarm): Alarm(
+                a.device, a.alarm, a.kind, a.raised_ms, 0, a.acked_by is not None, a.acked_by
+            )
+            for a in stored
+            if a.cleared_ms is None
+        }
+
     def open_alarms(self) -> list[Alarm]:
         """Unacknowledged first, then oldest first: what a person must look at now."""
         return sorted(self.alarms.values(), key=lambda a: (a.acked, a.since_ms, a.device))
@@ -255,16 +267,42 @@ class WatchState:
             self.alarms.pop(key, None)
         elif kind == "command.applied" and data.get("name") == "ack" and key in self.alarms:
             self.alarms[key].acked = True
+            by = data.get("by")
+            self.alarms[key].acked_by = by if isinstance(by, str) else None
         return []
 
     def _show(self, seen: Seen) -> Step:
-        self.log.append(seen)
+        self._log_in_order(seen)
         if seen.verified:
             self.counts["verified"] += 1
         if seen.problem is not None:
             self.counts["problems"] += 1
             self.problems.append(seen)
         return Step(shown=[seen])
+
+    def _log_in_order(self, seen: Seen) -> None:
+        """Append, but a late envelope goes before the later seqs of its device already shown.
+
+        A person reads a device's log as its history: seq 2 printed above seq 1 (a resend
+        or a cross-topic reordering filled in after the hold) reads as the wrong story.
+        """
+        if seen.device is None or seen.seq is None or not seen.verified:
+            self.log.append(seen)
+            return
+        place = len(self.log)
+        for index in range(len(self.log) - 1, -1, -1):
+            shown = self.log[index]
+            if shown.device == seen.device and shown.seq is not None and shown.verified:
+                if shown.seq < seen.seq:
+                    break
+                place = index
+        if place == len(self.log):
+            self.log.append(seen)
+        else:
+            if len(self.log) == self.log.maxlen:
+                self.log.popleft()
+                place -= 1
+            self.log.insert(max(place, 0), seen)
 
     def _resend(self, ask: ResendAsk) -> ResendRequest:
         device = self.registry.devices[ask.device]

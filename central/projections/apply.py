@@ -349,7 +349,8 @@ def _stocktake(conn: Connection, env: Envelope, head: Head) -> None:
 def _command_applied(conn: Connection, env: Envelope, head: Head) -> None:
     # Who approved an amount or a disposal is in the command, not in the later withdrawal.
     data = env["data"]
-    args = data.get("args")
+    # the agent records the command's args flat in `data` (`by`, `purpose` beside `name`)
+    args = data.get("args") if isinstance(data.get("args"), Mapping) else data
     nonce = _text(data, "nonce")
     if data.get("name") not in ("approve_withdrawal", "approve_disposal"):
         return

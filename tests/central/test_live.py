@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -94,6 +95,14 @@ class WatchProcess:
                 left = deadline - time.monotonic()
                 assert left > 0, f"timed out waiting for {what}; got {self.lines}"
                 self._cond.wait(min(left, 0.1))
+
+    def open_alarms(self) -> list[dict[str, Any]]:
+        """What the store held open when watch started (`--store`)."""
+        self.wait(lambda ls: any(x["kind"] == "open_alarms" for x in ls), "the open alarms")
+        with self._cond:
+            line = next(x for x in self.lines if x["kind"] == "open_alarms")
+        alarms: list[dict[str, Any]] = line["alarms"]
+        return alarms
 
     def events(self) -> list[dict[str, Any]]:
         with self._cond:
@@ -270,3 +279,59 @@ def test_commands_go_over_tls_with_a_client_certificate(setup: Setup, device: Fa
     )
     assert no_cert.exit_code == 1 and no_cert.output.startswith("cabinetctl: ")
     assert "Traceback" not in no_cert.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_restarted_watch_store_still_lists_the_alarms_opened_before_it(
+    setup: Setup, device: FakeDevice, backend: str, request: pytest.FixtureRequest
+) -> None:
+    cab = setup.cabinet
+    cab.emit("system.started", {"boot": 1, "resumed_from_seq": 0, "version": "t"})
+    cab.emit("alarm.raised", {"alarm": "A1-1", "kind": "door_forced"})
+    cab.emit("alarm.raised", {"alarm": "A1-2", "kind": "leak"})
+    cab.emit("alarm.cleared", {"alarm": "A1-2", "kind": "leak", "reason": "condition_gone"})
+    cab.boot = 2  # the cabinet restarts; its alarm of boot 1 is still open
+    cab.emit("system.started", {"boot": 2, "resumed_from_seq": 4, "version": "t"})
+    cab.emit("alarm.raised", {"alarm": "A2-1", "kind": "tamper"})
+    store = str(setup.tmp / "central.db")
+    if backend == "postgresql":
+        store = request.getfixturevalue("postgres").new_database()
+    first = WatchProcess(setup, "--store", store)
+    try:
+        assert first.open_alarms() == []
+        for index in range(len(cab.envelopes)):
+            device.publish(index)
+        first.wait(lambda ls: sum(1 for x in ls if x.get("verified")) >= 6, "all six events")
+    finally:
+        assert first.stop() == 0
+
+    again = WatchProcess(setup, "--store", store)
+    try:
+        opened = again.open_alarms()
+    finally:
+        assert again.stop() == 0
+    assert sorted((a["device"], a["alarm"], a["kind"]) for a in opened) == [
+        ("cab-1", "A1-1", "door_forced"),
+        ("cab-1", "A2-1", "tamper"),
+    ]
+    assert all(a["since"].endswith("+08:00") for a in opened)
+    screen = subprocess.run(
+        [CABINETCTL, "watch", "--store", store, "--duration", "1"],
+        capture_output=True,
+        env={**os.environ, **setup.env, "COLUMNS": "140", "LINES": "30"},
+        timeout=30,
+        check=False,
+    )
+    assert screen.returncode == 0, screen.stderr
+    assert "Open alarms: 2" in screen.stdout.decode()
+
+
+def test_an_old_ledger_given_to_watch_store_is_refused_with_the_way_to_carry_it_over(
+    setup: Setup,
+) -> None:
+    old = setup.tmp / "ledger.db"
+    with sqlite3.connect(old) as db:
+        db.executescript("CREATE TABLE events (x); CREATE TABLE problems (y);")
+    result = CliRunner(env=setup.env).invoke(cli, ["watch", "--store", str(old), "--json"])
+    assert result.exit_code == 1
+    assert "ledger of an older cabinetctl" in result.output and "cabinetctl import" in result.output

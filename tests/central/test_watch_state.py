@@ -7,6 +7,7 @@ from pathlib import Path
 from agent.wire import VerifyKey
 from central.chain import Timing
 from central.registry import Device, Registry
+from central.store import Alarm as StoredAlarm
 from central.watch import WatchState
 from tests.central.cabinet import FakeCabinet, forge
 
@@ -187,3 +188,46 @@ def test_seeded_from_the_ledger_a_restart_notices_what_it_missed() -> None:
     assert feed(state, cab, [1]) == []  # already stored: a duplicate
     feed(state, cab, [4])
     assert [(r.from_seq, r.to_seq) for r in state.tick(T0).resends] == [(3, 4)]
+
+
+def test_a_late_event_is_listed_in_seq_order_not_after_the_later_ones() -> None:
+    cab, other = cabinet_with(4), cabinet_with(2, "cab-2")
+    state = WatchState(registry(cab, other), timing=Timing(grace_ms=100, hold_ms=3000))
+    feed(state, cab, [0, 2, 3])
+    state.tick(T0 + 3000)  # seqs 3 and 4 shown before 2 arrived
+    feed(state, other, [0, 1], now=T0 + 3500)
+    feed(state, cab, [1], now=T0 + 4000)  # the resend answered: seq 2, late
+    logged = [(s.device, s.seq) for s in state.log if s.verified]
+    assert logged == [
+        ("cab-1", 1),
+        ("cab-1", 2),
+        ("cab-1", 3),
+        ("cab-1", 4),
+        ("cab-2", 1),
+        ("cab-2", 2),
+    ]
+    assert next(s for s in state.log if s.seq == 2 and s.device == "cab-1").problem == (
+        "late: arrived after later seqs were shown"
+    )
+
+
+def test_alarms_loaded_from_the_store_replace_what_this_run_saw() -> None:
+    cab = cabinet_with(1)
+    state = WatchState(registry(cab))
+    stored = [
+        StoredAlarm("cab-1", "A1-3", "leak", T0, "p-1001", "mopped", None, None),
+        StoredAlarm("cab-1", "A2-1", "door_forced", T0 + 5, None, None, None, None),
+        StoredAlarm("cab-1", "A1-1", "tamper", T0 - 5, None, None, T0, "resolved"),
+    ]
+    state.load_alarms(stored)
+    assert [(a.alarm, a.acked, a.acked_by) for a in state.open_alarms()] == [
+        ("A2-1", False, None),
+        ("A1-3", True, "p-1001"),
+    ]
+
+
+def test_a_fresh_watch_that_first_sees_seq_2_still_lists_seq_1_above_it() -> None:
+    cab = cabinet_with(3)
+    state = WatchState(registry(cab))
+    feed(state, cab, [1, 0, 2])  # seq 2 (evt/door) overtook seq 1 on another topic
+    assert [s.seq for s in state.log] == [1, 2, 3]
