@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +123,23 @@ def execute_fixed(conn: Connection, stmt: Any, values: Mapping[str, Any]) -> Any
     return _run_prepared(conn, _prepare(conn, stmt, None), values)
 
 
+def execute_fixed_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`execute_fixed` for many parameter sets: one executemany by the driver."""
+    _run_many(conn, _prepare(conn, stmt, None), rows)
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows that all have the same columns: one executemany by the driver, with
+    no per-row parameter processing by SQLAlchemy (~15 us a row, a third of storing)."""
+    if rows:
+        _run_many(conn, _prepare(conn, _insert(table), frozenset(rows[0])), rows)
+
+
+@functools.cache
+def _insert(table: Table) -> Any:
+    return table.insert()
+
+
 def _execute_prepared(conn: Connection, stmt: Any, values: Mapping[str, Any]) -> Any:
     # SQLAlchemy 2.0 has no cache key for INSERT ... ON CONFLICT, so it would compile the
     # statement again on every call (measured: ~0.3 ms, most of a projection's cost).
@@ -143,9 +160,18 @@ def _prepare(conn: Connection, stmt: Any, columns: frozenset[str] | None) -> _Pr
 
 
 def _run_prepared(conn: Connection, prepared: _Prepared, values: Mapping[str, Any]) -> Any:
+    return conn.exec_driver_sql(prepared.sql, _parameters(prepared, values))
+
+
+def _run_many(conn: Connection, prepared: _Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        conn.exec_driver_sql(prepared.sql, [_parameters(prepared, row) for row in rows])
+
+
+def _parameters(prepared: _Prepared, values: Mapping[str, Any]) -> Any:
     if prepared.names is None:
-        return conn.exec_driver_sql(prepared.sql, dict(values))
-    return conn.exec_driver_sql(prepared.sql, tuple(values[name] for name in prepared.names))
+        return dict(values)
+    return tuple(values[name] for name in prepared.names)
 
 
 def migrate(engine: Engine) -> None:
