@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.wire.encoding import GENESIS_PREV, SignatureError, WireError, canonical
-from agent.wire.envelope import Envelope, check_shape, parse_envelope
+from agent.wire.envelope import Envelope, check_shape, parse_envelope, signed_message
 from agent.wire.signing import VerifyKey, check_signature
 
 DROPPED_TYPE = "system.outbox_dropped"  # data: from_seq, to_seq (telemetry shed on a full disk)
@@ -178,12 +178,14 @@ class ChainVerifier:
             seq = fields["seq"]
             if self.device is not None and fields["device"] != self.device:
                 return WrongDevice(seq, str(fields["device"]))
-            check_signature(fields, self.key)
+            # Encoded once: the signed message is these bytes without `sig`.
+            payload = canonical(fields)
+            check_signature(fields, self.key, message=signed_message(fields, payload))
         except SignatureError as exc:
             return BadSignature(seq, str(exc))
         except WireError as exc:
             return Malformed(seq, str(exc))
-        return Envelope(fields, canonical(fields))
+        return Envelope(fields, payload)
 
     def link(self, envelope: Envelope) -> Verified | Duplicate | Failure:
         """Place an authenticated envelope in the chain."""

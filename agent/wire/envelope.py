@@ -100,14 +100,34 @@ def build_envelope(
     message = canonical(unsigned)
     sig = b64u(key.sign(message))
     signed = {**unsigned, "sig": sig}
-    # After "ts" come only "type" (a JSON string: no bare quote inside) and "v", so the
-    # last `,"ts":` is the top-level one, provided ts is the integer the contract says.
     if _all_int(ts, mono, boot, seq) and isinstance(type, str):
-        cut = message.rindex(b',"ts":')
-        payload = b"%s,\"sig\":\"%s\"%s" % (message[:cut], sig.encode("ascii"), message[cut:])
+        cut = _ts_at(message)
+        payload = b"%s%s%s" % (message[:cut], _sig_field(sig), message[cut:])
     else:
         payload = canonical(signed)
     return Envelope(signed, payload)
+
+
+def _ts_at(canonical_bytes: bytes) -> int:
+    # After "ts" come only "type" (a JSON string: inside one every quote is escaped, so
+    # `,"` never occurs) and "v", so the last `,"ts":` is the top-level one, provided ts
+    # is the integer the contract says. `sig` sorts right before it (`sev` < `sig` < `ts`).
+    return canonical_bytes.rindex(b',"ts":')
+
+
+def _sig_field(sig: str) -> bytes:
+    return b',"sig":"%s"' % sig.encode("ascii")
+
+
+def signed_message(fields: Mapping[str, Any], payload: bytes) -> bytes:
+    """The bytes `sig` signs (the canonical bytes of every field but `sig`), taken from
+    `payload` = canonical(fields) of a shape-checked envelope whose `sig` is canonical
+    base64url: the splice of build_envelope undone, instead of a second encoding."""
+    cut = _ts_at(payload)
+    start = cut - len(_sig_field(str(fields["sig"])))
+    if payload[start:cut] != _sig_field(str(fields["sig"])):  # cannot happen: defence in depth
+        return canonical({k: v for k, v in fields.items() if k != "sig"})
+    return payload[:start] + payload[cut:]
 
 
 def _all_int(*values: object) -> bool:
@@ -134,12 +154,19 @@ def parse_envelope(payload: bytes | str) -> dict[str, Any]:
     obj = parse_json(payload, max_depth=MAX_DEPTH + 1)  # `data` is one level down
     if not isinstance(obj, dict):
         raise MalformedJson("not a JSON object")
-    check_shape(obj)
+    # parse_json already refused floats and nesting past MAX_DEPTH (and JSON keys are
+    # strings): what reject_floats would look for in `data` cannot be there.
+    _check_fields(obj)
     return obj
 
 
 def check_shape(obj: Mapping[str, Any]) -> None:
     """Raise WireError unless `obj` has exactly the envelope's fields, each of its type."""
+    _check_fields(obj)
+    reject_floats(obj["data"], "data")
+
+
+def _check_fields(obj: Mapping[str, Any]) -> None:
     keys = set(obj)
     if keys != ENVELOPE_FIELDS:
         missing, extra = ENVELOPE_FIELDS - keys, keys - ENVELOPE_FIELDS
@@ -160,7 +187,6 @@ def check_shape(obj: Mapping[str, Any]) -> None:
         raise WireError(f"unknown sev {obj['sev']!r}")
     if not isinstance(obj["data"], dict):
         raise WireError("data must be an object")
-    reject_floats(obj["data"], "data")
 
 
 def verify_envelope(envelope: Mapping[str, Any], key: VerifyKey) -> None:

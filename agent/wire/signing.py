@@ -83,8 +83,13 @@ def sign_document(unsigned: Mapping[str, Any], key: SigningKey) -> dict[str, Any
     return signed
 
 
-def check_signature(document: Mapping[str, Any], key: VerifyKey) -> None:
-    """Raise SignatureError unless `sig` verifies over the rest of `document`."""
+def check_signature(
+    document: Mapping[str, Any], key: VerifyKey, *, message: bytes | None = None
+) -> None:
+    """Raise SignatureError unless `sig` verifies over the rest of `document`.
+
+    `message`: the canonical bytes of the rest, when the caller already made them
+    (agent.wire.envelope.signed_message); otherwise they are encoded here."""
     sig = document.get("sig")
     if not isinstance(sig, str):
         raise SignatureError("missing sig")
@@ -92,6 +97,7 @@ def check_signature(document: Mapping[str, Any], key: VerifyKey) -> None:
         signature = b64u_decode(sig)
     except WireError as exc:
         raise SignatureError(f"sig is {exc}") from None
-    body = {k: v for k, v in document.items() if k != "sig"}
-    if not key.verify(canonical(body), signature):
+    if message is None:
+        message = canonical({k: v for k, v in document.items() if k != "sig"})
+    if not key.verify(message, signature):
         raise SignatureError("bad signature")

@@ -31,9 +31,15 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise MalformedJson("nested too deep") from None
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedJson(f"not JSON: {exc}") from None
-    if _depth_exceeds(value, max_depth):
+    # Nesting is at most the number of `{` and `[` in the text (those inside strings only
+    # add to the count): below the limit there is nothing to walk (an envelope has ~3).
+    if _openers(text) > max_depth and _depth_exceeds(value, max_depth):
         raise MalformedJson("nested too deep")
     return value
+
+
+def _openers(text: str) -> int:
+    return text.count("{") + text.count("[")
 
 
 def parse_json_object(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:

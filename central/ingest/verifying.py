@@ -67,7 +67,7 @@ def judge(topic: str, payload: bytes, devices: Mapping[str, Device], received_ms
     if isinstance(checked, Failure):
         kind = "malformed" if isinstance(checked, Malformed) else "forged or modified"
         return reject(f"{kind}: {checked}", topic_device, checked.seq)
-    env = dict(checked.fields)
+    env = checked.fields if isinstance(checked.fields, dict) else dict(checked.fields)
     seq = checked.seq
     if known.site != site:
         return reject(f"wrong site: {site!r}, the registry says {known.site!r}", topic_device, seq)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +114,30 @@ class _Prepared:
     names: tuple[str, ...] | None  # the parameters' order (qmark style), or None (named)
 
 
-_PREPARED: dict[tuple[int, frozenset[str]], _Prepared] = {}
+_PREPARED: dict[tuple[int, str, frozenset[str] | None], _Prepared] = {}
+
+
+def execute_fixed(conn: Connection, stmt: Any, values: Mapping[str, Any]) -> Any:
+    """Run a statement built once (a module constant whose only parameters are named
+    `bindparam`s) with `values`: compiled once per dialect, not rebuilt and hashed per row."""
+    return _run_prepared(conn, _prepare(conn, stmt, None), values)
+
+
+def execute_fixed_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`execute_fixed` for many parameter sets: one executemany by the driver."""
+    _run_many(conn, _prepare(conn, stmt, None), rows)
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows that all have the same columns: one executemany by the driver, with
+    no per-row parameter processing by SQLAlchemy (~15 us a row, a third of storing)."""
+    if rows:
+        _run_many(conn, _prepare(conn, _insert(table), frozenset(rows[0])), rows)
+
+
+@functools.cache
+def _insert(table: Table) -> Any:
+    return table.insert()
 
 
 def _execute_prepared(conn: Connection, stmt: Any, values: Mapping[str, Any]) -> Any:
@@ -122,15 +145,33 @@ def _execute_prepared(conn: Connection, stmt: Any, values: Mapping[str, Any]) ->
     # statement again on every call (measured: ~0.3 ms, most of a projection's cost).
     # These statements are fixed, their values plain str/int/None: compile once per
     # column set and hand the SQL to the driver.
-    key = (id(stmt), frozenset(values))
+    return _run_prepared(conn, _prepare(conn, stmt, frozenset(values)), values)
+
+
+def _prepare(conn: Connection, stmt: Any, columns: frozenset[str] | None) -> _Prepared:
+    key = (id(stmt), conn.dialect.name, columns)
     prepared = _PREPARED.get(key)
     if prepared is None:
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=sorted(values))
+        keys = sorted(columns) if columns is not None else None
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
         names = tuple(compiled.positiontup) if compiled.positional else None
         prepared = _PREPARED.setdefault(key, _Prepared(compiled.string, names))
+    return prepared
+
+
+def _run_prepared(conn: Connection, prepared: _Prepared, values: Mapping[str, Any]) -> Any:
+    return conn.exec_driver_sql(prepared.sql, _parameters(prepared, values))
+
+
+def _run_many(conn: Connection, prepared: _Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        conn.exec_driver_sql(prepared.sql, [_parameters(prepared, row) for row in rows])
+
+
+def _parameters(prepared: _Prepared, values: Mapping[str, Any]) -> Any:
     if prepared.names is None:
-        return conn.exec_driver_sql(prepared.sql, dict(values))
-    return conn.exec_driver_sql(prepared.sql, tuple(values[name] for name in prepared.names))
+        return dict(values)
+    return tuple(values[name] for name in prepared.names)
 
 
 def migrate(engine: Engine) -> None:

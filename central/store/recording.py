@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from agent.wire import GENESIS_PREV
 from central.projections.advance import advance
 from central.projections.apply import Head
-from central.store.engine import insert_ignore, is_postgres
+from central.store.engine import execute_fixed_many, insert_ignore, insert_many, is_postgres
 from central.store.schema import cabinets, events, meta, quarantine
 
 
@@ -237,31 +237,31 @@ def record_batch(
         seen[device] = max(seen.get(device, 0), item.received_ms)
         outcomes[index] = STORED
         rows.append(_row(item))
-    if rows:
-        conn.execute(events.insert(), rows)
+    insert_many(conn, events, rows)
     for status in presence:
         _presence(conn, status)
     for failed in bad:
         quarantine_row(conn, failed)
     changes = [_advance(conn, heads[device], new, seen[device]) for device, new in fresh.items()]
-    if changes:
-        conn.execute(
-            update(cabinets)
-            .where(cabinets.c.device == bindparam("d"))
-            .values(
-                top_seq=bindparam("top"),
-                last_seen_ms=bindparam("seen"),
-                projected_seq=bindparam("projected"),
-                projected_hash=bindparam("hash"),
-                boot=bindparam("boot"),
-                last_heartbeat_ms=bindparam("beat"),
-                outbox_unsent=bindparam("unsent"),
-            ),
-            changes,
-        )
+    execute_fixed_many(conn, _ADVANCE_CABINET, changes)
     if changes or bad or presence:
         bump_change_mark(conn)
     return [outcomes[i] for i in range(len(verified))]
+
+
+_ADVANCE_CABINET = (
+    update(cabinets)
+    .where(cabinets.c.device == bindparam("d"))
+    .values(
+        top_seq=bindparam("top"),
+        last_seen_ms=bindparam("seen"),
+        projected_seq=bindparam("projected"),
+        projected_hash=bindparam("hash"),
+        boot=bindparam("boot"),
+        last_heartbeat_ms=bindparam("beat"),
+        outbox_unsent=bindparam("unsent"),
+    )
+)
 
 
 def _key(item: Verified) -> tuple[str, int]:
