@@ -4,10 +4,7 @@ applied when two keepers sign — the book follows the count and the alarm clear
 
 from __future__ import annotations
 
-from tests.central import test_with_agent as with_agent
-from tests.central.test_with_agent import DATA, DEVICE, POLICY, Rig
-
-rig = with_agent.rig  # the same fixture: a real broker, the real agent, cabinetctl
+from tests.central.agent_rig import DATA, DEVICE, POLICY, Rig
 
 
 def test_cabinetctl_resolve_round_trips_with_refusals_and_their_reasons(rig: Rig) -> None:
