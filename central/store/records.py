@@ -30,9 +30,9 @@ class Cabinet:
     boot: int | None
     last_seq: int  # highest seq of the verified, gap-free record (0: nothing yet)
     last_seen_ms: int | None  # when anything of this device last reached the centre
-    open_alarms: int
-    last_heartbeat_ms: int | None
-    outbox_unsent: int | None  # the device's backlog, from its last heartbeat
+    open_alarms: int = 0
+    last_heartbeat_ms: int | None = None
+    outbox_unsent: int | None = 0  # the device's backlog, from its last heartbeat
     missing: tuple[tuple[int, int], ...] = ()  # seq ranges stored after a gap (asked again)
 
 
@@ -42,10 +42,10 @@ class Alarm:
     alarm: str
     kind: str
     raised_ms: int
-    acked_by: str | None
-    ack_comment: str | None
-    cleared_ms: int | None
-    clear_reason: str | None
+    acked_by: str | None = None  # an open, unacknowledged alarm has only the first four
+    ack_comment: str | None = None
+    cleared_ms: int | None = None
+    clear_reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,4 +1,5 @@
-"""A cabinet record held in memory, shaped exactly like the store's read API (central/web/ports.py).
+"""A cabinet record held in memory, answering the store's read API (central/web/ports.py)
+with the store's own row classes.
 
 The web layer's own tests need records they can set up row by row (an alarm raised now,
 a ledger row with Chinese text); the store's behaviour itself is tested by the store's
@@ -10,135 +11,23 @@ from __future__ import annotations
 
 import datetime
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from central.errors import CentralError
+from central.ingest.commands import CommandAnswer
+from central.store.records import (
+    Alarm,
+    AlarmStep,
+    Book,
+    Cabinet,
+    DailyRow,
+    LedgerRow,
+    Pending,
+    Quarantined,
+    SessionRow,
+    User,
+)
 from central.store.store import StoreUnavailable
-
-
-@dataclass(frozen=True)
-class User:
-    login: str
-    person: str
-    role: str
-
-
-@dataclass(frozen=True)
-class Cabinet:
-    device: str
-    site: str
-    online: bool
-    boot: int
-    last_seq: int
-    last_seen_ms: int
-    open_alarms: int = 0
-    last_heartbeat_ms: int | None = None
-    outbox_unsent: int | None = 0
-    missing: tuple[tuple[int, int], ...] = ()
-
-
-@dataclass(frozen=True)
-class Alarm:
-    device: str
-    alarm: str
-    kind: str
-    raised_ms: int
-    acked_by: str | None = None
-    ack_comment: str | None = None
-    cleared_ms: int | None = None
-    clear_reason: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AlarmStep:
-    ts_ms: int
-    what: str
-    by: str | None
-    comment: str | None
-    seq: int
-
-
-@dataclass(frozen=True)
-class Book:
-    device: str
-    slot: int
-    container: str
-    cas: str
-    name: str
-    cls: str
-    book_mg: int
-    measured_mg: int | None
-    as_of_seq: int
-
-
-@dataclass(frozen=True)
-class SessionRow:
-    session: str
-    persons: list[str]
-    granted_ms: int
-    closed_ms: int | None
-    mode: str
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    ts_ms: int
-    device: str
-    session: str | None
-    kind: str
-    container: str
-    cas: str
-    name: str
-    amount_mg: int
-    book_mg: int
-    persons: list[str]
-    approval: str | None
-    approver: str | None
-    purpose: str | None
-    seq: int
-
-
-@dataclass(frozen=True)
-class DailyRow:
-    day: datetime.date
-    device: str
-    container: str
-    name: str | None
-    opening_mg: int
-    withdrawn_mg: int
-    returned_mg: int
-    received_mg: int
-    disposed_mg: int
-    adjusted_mg: int
-    closing_mg: int
-    measured_mg: int | None
-    ok: bool
-
-
-@dataclass(frozen=True)
-class Quarantined:
-    device: str | None
-    seq: int | None
-    received_ms: int
-    reason: str
-    payload: str
-
-
-@dataclass(frozen=True)
-class Pending:
-    device: str
-    person: str
-    reader: str
-    expires_at_ms: int
-
-
-@dataclass(frozen=True)
-class CommandAnswer:
-    result: str
-    reason: str | None
-    seq: int | None
 
 
 class MemoryRecord:
