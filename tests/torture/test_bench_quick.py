@@ -51,3 +51,11 @@ def test_bench_quick_reports_every_benchmark_as_json_then_a_table() -> None:
         assert not missing, f"{name} lacks {sorted(missing)}"
         assert all(isinstance(by_name[name][k], int | float) for k in keys), by_name[name]
     assert "benchmark" in done.stdout and "ratio" in done.stdout, "the human table"
+
+
+def test_bench_seal_times_both_ways_of_making_the_same_envelope_bytes() -> None:
+    from bench.seal import measure
+
+    samples = measure(rounds=1, size=50)  # asserts that both ways give the same bytes
+    assert set(samples) == {"splice (shipped)", "encode twice"}
+    assert all(len(values) == 1 and values[0] > 0 for values in samples.values())
