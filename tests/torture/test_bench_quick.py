@@ -59,3 +59,17 @@ def test_bench_seal_times_both_ways_of_making_the_same_envelope_bytes() -> None:
     samples = measure(rounds=1, size=50)  # asserts that both ways give the same bytes
     assert set(samples) == {"splice (shipped)", "encode twice"}
     assert all(len(values) == 1 and values[0] > 0 for values in samples.values())
+
+
+def test_bench_breakdown_names_every_stage_of_a_decision() -> None:
+    require_binary("mosquitto", "mosquitto")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.breakdown", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    stages = [line.split()[0] for line in done.stdout.splitlines()[1:]]
+    assert stages == ["wake", "rules", "seal+commit", "decision", "bare"]
