@@ -32,16 +32,20 @@ KEYS = {
 }
 
 
-def test_bench_quick_reports_every_benchmark_as_json_then_a_table() -> None:
-    require_binary("mosquitto", "mosquitto")
-    require_binary("strace", "strace")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick"],
+def run_bench(module: str, *args: str, timeout_s: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
     )
+
+
+def test_bench_quick_reports_every_benchmark_as_json_then_a_table() -> None:
+    require_binary("mosquitto", "mosquitto")
+    require_binary("strace", "strace")
+    done = run_bench("bench", "--quick", timeout_s=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     by_name = {result["name"]: result for result in results}
@@ -63,13 +67,7 @@ def test_bench_seal_times_both_ways_of_making_the_same_envelope_bytes() -> None:
 
 def test_bench_breakdown_names_every_stage_of_a_decision() -> None:
     require_binary("mosquitto", "mosquitto")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.breakdown", "20"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_bench("bench.breakdown", "20", timeout_s=120)
     assert done.returncode == 0, done.stderr[-3000:]
     stages = [line.split()[0] for line in done.stdout.splitlines()[1:]]
     assert stages == ["wake", "rules", "seal+commit", "decision", "bare"]
