@@ -67,15 +67,16 @@ def chain_hash(signed_canonical: bytes) -> str:
 
 def reject_floats(value: Any, where: str) -> None:
     """Refuse what has no canonical form: floats, non-string keys, nesting past MAX_DEPTH."""
-    problem = _first_problem(value, 0)
+    problem = first_problem(value)
     if problem is not None:
         raise WireError(where + problem)
 
 
-def _first_problem(value: Any, depth: int) -> str | None:
+def first_problem(value: Any, depth: int = 0, limit: int = MAX_DEPTH) -> str | None:
+    """Where `value` has no canonical form (`.key[i]: why`), or None: the one walker."""
     # On every envelope's hot path: exact type checks first, and the path to a problem
     # is only spelt out (".key", "[i]") on the way back from one.
-    if depth > MAX_DEPTH:
+    if depth > limit:
         return ": nested too deep"
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
@@ -86,12 +87,12 @@ def _first_problem(value: Any, depth: int) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return ": keys must be strings"
-            problem = _first_problem(item, depth + 1)
+            problem = first_problem(item, depth + 1, limit)
             if problem is not None:
                 return f".{key}{problem}"
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            problem = _first_problem(item, depth + 1)
+            problem = first_problem(item, depth + 1, limit)
             if problem is not None:
                 return f"[{index}]{problem}"
     return None

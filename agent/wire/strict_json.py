@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from agent.wire.encoding import MAX_DEPTH, MalformedJson
+from agent.wire.encoding import MAX_DEPTH, MalformedJson, first_problem
 
 
 def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -31,7 +31,8 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise MalformedJson("nested too deep") from None
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedJson(f"not JSON: {exc}") from None
-    if _depth_exceeds(value, max_depth):
+    # Floats were refused while parsing and JSON keys are strings: only depth is left.
+    if first_problem(value, limit=max_depth) is not None:
         raise MalformedJson("nested too deep")
     return value
 
@@ -54,16 +55,3 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_float(text: str) -> NoReturn:
     raise MalformedJson(f"floats are not allowed on the wire ({text[:20]})")
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return False
