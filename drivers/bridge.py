@@ -16,6 +16,7 @@ cannot see from here:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import structlog
@@ -100,6 +101,13 @@ class BridgeDriver:
             retries=self.config.retries,
         )
         self._link.start()
+
+    def counters(self) -> dict[str, int]:
+        """The serial link's counts (reported in status.json like every driver's)."""
+        link = self._link
+        if link is None:
+            return {}
+        return {**dataclasses.asdict(link.stats), "retransmits": link.retransmits}
 
     def apply(self, output: OutputName, on: bool) -> None:
         if output not in self.config.outputs:

@@ -12,9 +12,9 @@
 `link` (duplicates, forks, `prev` links: state). A caller that must check something
 between the two (the topic it came on) calls them itself. Envelopes may arrive in any
 order: each link is checked as soon as both neighbours are known, whichever comes
-first. A failed envelope changes nothing. Memory is bounded: hashes more than `memory` seqs below
-the highest are forgotten; `lookup(seq)` (e.g. a database of what an earlier run
-stored) answers for those, and `seed(seq, hash)` continues from such a record.
+first. A failed envelope changes nothing. Memory is bounded: hashes more than `memory`
+seqs below the highest are forgotten; `lookup(seq)` (e.g. a database of what an earlier
+run stored) answers for those, and `seed(seq, hash)` continues from such a record.
 
 `verify_chain` checks a whole record (many devices, any order) with it.
 """

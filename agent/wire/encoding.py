@@ -67,17 +67,34 @@ def chain_hash(signed_canonical: bytes) -> str:
     return b64u(hashlib.sha256(signed_canonical).digest())
 
 
-def reject_floats(value: Any, where: str, depth: int = 0) -> None:
+def reject_floats(value: Any, where: str) -> None:
     """Refuse what has no canonical form: floats, non-string keys, nesting past MAX_DEPTH."""
-    if depth > MAX_DEPTH:
-        raise WireError(f"{where}: nested too deep")
+    problem = first_problem(value)
+    if problem is not None:
+        raise WireError(where + problem)
+
+
+def first_problem(value: Any, depth: int = 0, limit: int = MAX_DEPTH) -> str | None:
+    """Where `value` has no canonical form (`.key[i]: why`), or None: the one walker."""
+    # On every envelope's hot path: exact type checks first, and the path to a problem
+    # is only spelt out (".key", "[i]") on the way back from one.
+    if depth > limit:
+        return ": nested too deep"
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return None
     if isinstance(value, float):
-        raise WireError(f"{where}: floats are not allowed on the wire")
+        return ": floats are not allowed on the wire"
     if isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise WireError(f"{where}: keys must be strings")
-            reject_floats(v, f"{where}.{k}", depth + 1)
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return ": keys must be strings"
+            problem = first_problem(item, depth + 1, limit)
+            if problem is not None:
+                return f".{key}{problem}"
     elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            reject_floats(v, f"{where}[{i}]", depth + 1)
+        for index, item in enumerate(value):
+            problem = first_problem(item, depth + 1, limit)
+            if problem is not None:
+                return f"[{index}]{problem}"
+    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from agent.wire.encoding import (
     MAX_DEPTH,
@@ -95,8 +95,7 @@ def build_envelope(
         "data": dict(data),
         "prev": prev,
     }
-    if not _plain(unsigned["data"], 0):
-        reject_floats(unsigned["data"], "data")  # says what is wrong, or lets tuples by
+    reject_floats(unsigned["data"], "data")
     message = canonical(unsigned)
     sig = b64u(key.sign(message))
     signed = {**unsigned, "sig": sig}
@@ -132,21 +131,6 @@ def signed_message(fields: Mapping[str, Any], payload: bytes) -> bytes:
 
 def _all_int(*values: object) -> bool:
     return all(type(v) is int for v in values)
-
-
-def _plain(value: object, depth: int) -> bool:
-    """JSON that needs no checking: str, int, bool, None, str-keyed dicts, lists."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if depth >= MAX_DEPTH:
-        return False
-    if kind is dict:
-        items = cast("dict[Any, Any]", value).items()
-        return all(type(k) is str and _plain(v, depth + 1) for k, v in items)
-    if kind is list:
-        return all(_plain(v, depth + 1) for v in cast("list[Any]", value))
-    return False
 
 
 def parse_envelope(payload: bytes | str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from agent.wire.encoding import MAX_DEPTH, MAX_SAFE_INT, MalformedJson
+from agent.wire.encoding import MAX_DEPTH, MAX_SAFE_INT, MalformedJson, first_problem
 
 
 def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -31,9 +31,10 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise MalformedJson("nested too deep") from None
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedJson(f"not JSON: {exc}") from None
+    # Floats were refused while parsing and JSON keys are strings: only depth is left.
     # Nesting is at most the number of `{` and `[` in the text (those inside strings only
     # add to the count): below the limit there is nothing to walk (an envelope has ~3).
-    if _openers(text) > max_depth and _depth_exceeds(value, max_depth):
+    if _openers(text) > max_depth and first_problem(value, limit=max_depth) is not None:
         raise MalformedJson("nested too deep")
     return value
 
@@ -79,17 +80,4 @@ def has_unsafe_int(value: Any) -> bool:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
     return False

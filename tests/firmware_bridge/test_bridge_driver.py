@@ -74,6 +74,8 @@ def test_door_weights_tamper_and_leak_are_posted_as_inputs(
     inbox.wait_item(WeightReading(slot=1, mg=431_000))
     inbox.wait_item(TamperChanged(open=True))
     inbox.wait_item(LeakChanged(wet=True))
+    counts = driver.counters()  # reported in status.json
+    assert counts["frames_in"] > 0 and counts["frame_errors"] == 0
 
 
 def test_a_resync_snapshot_does_not_repeat_a_door_change(

@@ -34,16 +34,20 @@ KEYS = {
 }
 
 
-def test_bench_quick_reports_every_benchmark_as_json_then_a_table() -> None:
-    require_binary("mosquitto", "mosquitto")
-    require_binary("strace", "strace")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick"],
+def run_bench(module: str, *args: str, timeout_s: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
     )
+
+
+def test_bench_quick_reports_every_benchmark_as_json_then_a_table() -> None:
+    require_binary("mosquitto", "mosquitto")
+    require_binary("strace", "strace")
+    done = run_bench("bench", "--quick", timeout_s=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     by_name = {result["name"]: result for result in results}
@@ -53,3 +57,19 @@ def test_bench_quick_reports_every_benchmark_as_json_then_a_table() -> None:
         assert not missing, f"{name} lacks {sorted(missing)}"
         assert all(isinstance(by_name[name][k], int | float) for k in keys), by_name[name]
     assert "benchmark" in done.stdout and "ratio" in done.stdout, "the human table"
+
+
+def test_bench_seal_times_both_ways_of_making_the_same_envelope_bytes() -> None:
+    from bench.seal import measure
+
+    samples = measure(rounds=1, size=50)  # asserts that both ways give the same bytes
+    assert set(samples) == {"splice (shipped)", "encode twice"}
+    assert all(len(values) == 1 and values[0] > 0 for values in samples.values())
+
+
+def test_bench_breakdown_names_every_stage_of_a_decision() -> None:
+    require_binary("mosquitto", "mosquitto")
+    done = run_bench("bench.breakdown", "20", timeout_s=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stages = [line.split()[0] for line in done.stdout.splitlines()[1:]]
+    assert stages == ["wake", "rules", "seal+commit", "decision", "bare"]
