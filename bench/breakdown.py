@@ -26,9 +26,9 @@ from bench.stats import ms, percentile
 
 
 def _timed(marks: dict[str, list[float]], name: str, inner: Callable[..., Any]) -> Any:
-    def wrapper(self: Any, *args: Any) -> Any:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         marks[f"{name}_in"].append(time.perf_counter())
-        result = inner(self, *args)
+        result = inner(self, *args, **kwargs)
         marks[f"{name}_out"].append(time.perf_counter())
         return result
 
