@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from central.store.records import DailyRow, LedgerRow
+from central.timefmt import local_day_bounds
 
 DEFAULT_TOLERANCE_MG = 2000  # the policy defaults (§4.4): the larger of 2 g and 1 %
 DEFAULT_TOLERANCE_PCT = 1
@@ -30,10 +31,7 @@ class Weighing:
 
 def day_bounds(day: datetime.date, tz: str) -> tuple[int, int]:
     """[start, end) of a local calendar day in UTC milliseconds (23 or 25 h across DST)."""
-    zone = ZoneInfo(tz)
-    start = datetime.datetime.combine(day, datetime.time(), zone)
-    end = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), zone)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    return local_day_bounds(day, ZoneInfo(tz))
 
 
 def within(measured: int, book: int, tolerance_mg: int, tolerance_pct: int) -> bool:
