@@ -107,7 +107,9 @@ class CommandVerifier:
         except wire.MalformedJson as exc:
             log.debug("command.unparseable", error=str(exc)[:80])
             raise _Refused("malformed") from None
-        if wire.has_unsafe_int(doc):
+        # An integer beyond 2^53 can never be a valid time or mass, and no SQLite column
+        # holds 2^70: malformed now rather than a crash wherever it is stored later.
+        if wire.first_problem(doc, max_int=wire.MAX_SAFE_INT) is not None:
             raise _Refused("malformed")
         return doc
 

@@ -55,6 +55,7 @@ from agent.wire.encoding import (
     b64u_decode,
     canonical,
     chain_hash,
+    first_problem,
     reject_floats,
 )
 from agent.wire.envelope import (
@@ -71,7 +72,7 @@ from agent.wire.envelope import (
 )
 from agent.wire.key_files import KeyFileError, read_key, read_public_key, write_new_key
 from agent.wire.signing import SigningKey, VerifyKey, check_signature, sign_document
-from agent.wire.strict_json import has_unsafe_int, parse_json, parse_json_object
+from agent.wire.strict_json import parse_json, parse_json_object
 from agent.wire.topics import (
     DEFAULT_PREFIX,
     Topic,
@@ -136,7 +137,7 @@ __all__ = [
     "envelope_hash",
     "event_filter",
     "event_topic",
-    "has_unsafe_int",
+    "first_problem",
     "open_signed_policy",
     "parse_envelope",
     "parse_json",

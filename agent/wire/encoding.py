@@ -74,14 +74,25 @@ def reject_floats(value: Any, where: str) -> None:
         raise WireError(where + problem)
 
 
-def first_problem(value: Any, depth: int = 0, limit: int = MAX_DEPTH) -> str | None:
-    """Where `value` has no canonical form (`.key[i]: why`), or None: the one walker."""
+def first_problem(
+    value: Any, depth: int = 0, limit: int = MAX_DEPTH, max_int: int | None = None
+) -> str | None:
+    """Where `value` has no canonical form (`.key[i]: why`), or None: the one walker.
+
+    `max_int` also refuses integers beyond it: a command's numbers must fit every JSON
+    reader and every SQLite column (MAX_SAFE_INT), while an auditor's reader of envelopes
+    keeps integers of any size (None).
+    """
     # On every envelope's hot path: exact type checks first, and the path to a problem
     # is only spelt out (".key", "[i]") on the way back from one.
     if depth > limit:
         return ": nested too deep"
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is int:
+        if max_int is not None and not -max_int <= value <= max_int:
+            return ": integer out of range"
+        return None
+    if kind is str or kind is bool or value is None:
         return None
     if isinstance(value, float):
         return ": floats are not allowed on the wire"
@@ -89,12 +100,12 @@ def first_problem(value: Any, depth: int = 0, limit: int = MAX_DEPTH) -> str | N
         for key, item in value.items():
             if not isinstance(key, str):
                 return ": keys must be strings"
-            problem = first_problem(item, depth + 1, limit)
+            problem = first_problem(item, depth + 1, limit, max_int)
             if problem is not None:
                 return f".{key}{problem}"
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            problem = first_problem(item, depth + 1, limit)
+            problem = first_problem(item, depth + 1, limit, max_int)
             if problem is not None:
                 return f"[{index}]{problem}"
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from agent.wire.encoding import MAX_DEPTH, MAX_SAFE_INT, MalformedJson, first_problem
+from agent.wire.encoding import MAX_DEPTH, MalformedJson, first_problem
 
 
 def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -61,23 +61,3 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_float(text: str) -> NoReturn:
     raise MalformedJson(f"floats are not allowed on the wire ({text[:20]})")
-
-
-def has_unsafe_int(value: Any) -> bool:
-    """True when `value` holds an integer beyond 2^53 anywhere.
-
-    Such an integer has no exact form in most JSON readers and no SQLite column holds
-    2^70: in a command it can never be a valid time or mass, so the command is malformed
-    rather than a crash wherever it is stored later. (An auditor's reader of envelopes
-    keeps integers of any size: parse_json does not refuse them.)
-    """
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is int and not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
