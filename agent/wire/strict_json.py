@@ -10,6 +10,7 @@ is bounded (MAX_DEPTH) so a hostile payload costs neither recursion nor time.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NoReturn
 
 from agent.wire.encoding import MAX_DEPTH, MalformedJson, first_problem
@@ -19,6 +20,20 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse `raw` strictly; raise MalformedJson saying why it is refused."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+    except UnicodeDecodeError as exc:
+        raise MalformedJson(f"not JSON: {exc}") from None
+    # Depth is measured before parsing: json.loads recurses once per level, and a payload
+    # nested thousands deep would run the interpreter to its recursion limit, where even
+    # a finaliser that happens to run fails. Nesting is at most the number of `{` and `[`
+    # (those inside strings only add to the count): below the limit there is nothing to
+    # scan (an envelope has ~3). An item's depth counts its enclosing brackets (the top
+    # is at 0), so brackets nested limit+1 deep are too deep only if the innermost holds
+    # an item: that one case is decided by walking the parsed (shallow) value.
+    openers = text.count("{") + text.count("[")
+    nesting = _nesting(text) if openers > max_depth else 0
+    if nesting > max_depth + 1:
+        raise MalformedJson("nested too deep")
+    try:
         value = json.loads(
             text,
             object_pairs_hook=_unique_keys,
@@ -27,20 +42,34 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         )
     except MalformedJson:
         raise
-    except RecursionError:
-        raise MalformedJson("nested too deep") from None
-    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+    except (ValueError, TypeError) as exc:
         raise MalformedJson(f"not JSON: {exc}") from None
-    # Floats were refused while parsing and JSON keys are strings: only depth is left.
-    # Nesting is at most the number of `{` and `[` in the text (those inside strings only
-    # add to the count): below the limit there is nothing to walk (an envelope has ~3).
-    if _openers(text) > max_depth and first_problem(value, limit=max_depth) is not None:
+    if nesting == max_depth + 1 and first_problem(value, limit=max_depth) is not None:
         raise MalformedJson("nested too deep")
     return value
 
 
-def _openers(text: str) -> int:
-    return text.count("{") + text.count("[")
+# The characters that matter to nesting: an escape pair (so `\"` does not end a string),
+# a quote, a bracket. One pass, no backtracking, whatever the text.
+_NESTING_TOKENS = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
+
+
+def _nesting(text: str) -> int:
+    """How deep the brackets outside strings go: the depth json.loads would recurse to."""
+    depth = deepest = 0
+    in_string = False
+    for match in _NESTING_TOKENS.finditer(text):
+        token = match.group()
+        if token == '"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def parse_json_object(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:

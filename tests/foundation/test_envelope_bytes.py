@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.wire import GENESIS_PREV, BadSignature, ChainVerifier, build_envelope, canonical
@@ -72,5 +72,42 @@ def test_nesting_past_the_limit_is_refused_and_nothing_else(value, limit):
         parse_json(raw, max_depth=limit)
     except MalformedJson as exc:
         assert deep and "too deep" in str(exc)
+    else:
+        assert not deep
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # the same patch for all
+)
+@given(st.integers(34, 200_000), st.sampled_from(["[", '{"a":', '["\\"[",']))
+def test_a_payload_nested_far_past_the_limit_is_refused_before_the_parser_recurses(
+    monkeypatch, depth, opener
+):
+    # json.loads recurses once per level: thousands of levels run the interpreter to its
+    # recursion limit, where any finaliser that happens to run fails. It is never asked.
+    def must_not_parse(*args, **kwargs):
+        raise AssertionError("json.loads was asked to parse a hostile nesting")
+
+    monkeypatch.setattr("agent.wire.strict_json.json.loads", must_not_parse)
+    try:
+        parse_json((opener * depth).encode())
+    except MalformedJson as exc:
+        assert "too deep" in str(exc)
+    else:
+        raise AssertionError("accepted")
+
+
+@settings(max_examples=300, deadline=None)
+@given(nested.map(json.dumps), st.integers(0, 6))
+def test_brackets_and_quotes_inside_strings_do_not_count_as_nesting(text, limit):
+    # A string full of "[" or an escaped quote must neither refuse a flat document nor
+    # let a deep one through: the verdict is the walk's over the parsed value.
+    deep = _depth(json.loads(text)) > limit
+    try:
+        parse_json(text, max_depth=limit)
+    except MalformedJson:
+        assert deep
     else:
         assert not deep
