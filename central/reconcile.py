@@ -41,6 +41,7 @@ class ContainerLine:
     closing_g: str
     measured_g: str
     ok: bool
+    weighed: bool  # without a weighing that day the books agree only with themselves
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,17 @@ class DailyReport:
     def balanced(self) -> bool:
         return not self.discrepancies and all(c.ok for c in self.containers)
 
+    @property
+    def unweighed(self) -> int:
+        """Containers whose books agree but whose stock nobody weighed that day."""
+        return sum(c.ok and not c.weighed for c in self.containers)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "day": self.day,
             "tz": self.tz,
             "balanced": self.balanced,
+            "unweighed": self.unweighed,
             "containers": [asdict(c) for c in self.containers],
             "records": [asdict(r) for r in self.records],
             "open_discrepancies": [asdict(d) for d in self.discrepancies],
@@ -125,6 +132,7 @@ def daily_report(
             grams(d.closing_mg),
             grams(d.measured_mg),
             d.ok,
+            d.weighed,
         )
         for d in store.daily(day, tz.key)
     ]
@@ -183,12 +191,15 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 def render_text(report: DailyReport) -> str:
     """Plain tables for mail and print (the terminal gets the same text)."""
     verdict = "BALANCED" if report.balanced else "ATTENTION NEEDED"
+    if report.balanced and report.unweighed:
+        verdict = f"BOOKS CONSISTENT, {report.unweighed} NOT WEIGHED THAT DAY"
     out = [f"Daily reconciliation {report.day} ({report.tz}): {verdict}", "", "Books (g):"]
     head = ("cabinet", "container", "name", "opening", "out", "back", "in", "disposed")
     books: list[tuple[str, ...]] = [(*head, "adjusted", "closing", "weighed", "")]
     for c in report.containers:
         moved = (c.withdrawn_g, c.returned_g, c.received_g, c.disposed_g, c.adjusted_g)
-        ends = (c.closing_g, c.measured_g, "OK" if c.ok else "MISMATCH")
+        verdict = ("OK" if c.weighed else "NOT WEIGHED") if c.ok else "MISMATCH"
+        ends = (c.closing_g, c.measured_g, verdict)
         books.append((c.cabinet, c.container, c.name, c.opening_g, *moved, *ends))
     out += _table(books) if report.containers else ["  none"]
     out += ["", f"Records of the day: {len(report.records)}"]

@@ -68,6 +68,8 @@ def reconcile(
     for row in sorted(rows, key=lambda r: (r.device, r.seq)):
         if row.ts_ms < end_ms:
             by_container.setdefault((row.device, row.container), []).append(row)
+    # Only a weighing of that day says anything about that day's stock; an older one
+    # still names the container (it is in the cabinet) but is not shown as measured.
     last_weighing: dict[tuple[str, str], Weighing] = {}
     for w in sorted(weighings, key=lambda w: (w.device, w.seq)):
         if w.ts_ms < end_ms:
@@ -80,13 +82,14 @@ def reconcile(
         sums = {kind: 0 for kind in ("withdrawal", "return", "received", "disposed", "adjusted")}
         for r in today:
             sums[r.kind] = sums.get(r.kind, 0) + r.amount_mg
-        weighing = last_weighing.get(key)
+        last = last_weighing.get(key)
+        weighing = last if last is not None and last.ts_ms >= start_ms else None
         if before:
             opening = before[-1].book_mg
         elif today:
             opening = _book_before(today[0])
         else:
-            opening = weighing.book_mg if weighing else None
+            opening = last.book_mg if last else None
         closing = history[-1].book_mg if history else opening
         explained = True
         if opening is not None and closing is not None:
@@ -117,6 +120,7 @@ def reconcile(
                 closing_mg=closing,
                 measured_mg=weighing.measured_mg if weighing else None,
                 ok=explained and agrees,
+                weighed=weighing is not None,
             )
         )
     return out

@@ -112,7 +112,11 @@ class DailyRow:
     adjusted_mg: int
     closing_mg: int | None
     measured_mg: int | None  # the last weighing of the day (snapshot, stocktake, delivery)
-    ok: bool  # the movements explain the closing book and the weighing agrees with it
+    # The movements explain the closing book, and the day's weighing (if any) agrees
+    # with it. Without a weighing that day the books are only consistent with
+    # themselves: `weighed` says whether the stock itself was looked at (账物相符 needs both).
+    ok: bool
+    weighed: bool = False
 
 
 @dataclass(frozen=True)

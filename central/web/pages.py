@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from central.web.auth import from_request
+from central.web.command_args import RESOLVE_REASONS
 from central.web.ports import ConsoleStore
 from central.web.present import local_today
 from central.web.render import page_user, render
@@ -23,9 +24,6 @@ from central.web.when import BadTime, ledger_filter, parse_day
 router = APIRouter(include_in_schema=False)
 
 MASS_ALARMS = frozenset({"mass_unexplained", "mass_mismatch", "unknown_item"})
-RESOLVE_REASONS = (
-    "recount", "evaporation", "spill", "scale_fault", "delivery_error", "theft_reported", "other"
-)
 
 
 def _store(request: Request) -> ConsoleStore:
@@ -148,7 +146,10 @@ def ledger(
     except BadTime as error:
         problem = error.message
     filters = {
-        "device": device, "container": container, "person": person, "since": since,
+        "device": device,
+        "container": container,
+        "person": person,
+        "since": since,
         "until": until,
     }
     query = urlencode({k: v for k, v in filters.items() if v})
@@ -174,7 +175,11 @@ def daily(request: Request, day: str = "") -> Response:
     except BadTime as error:
         raise HTTPException(400, error.message) from None
     rows = _store(request).daily(wanted, settings.time_zone)
-    return render(request, "daily.html", who, day=wanted, rows=rows, all_ok=all(r.ok for r in rows))
+    unweighed = sum(r.ok and not r.weighed for r in rows)
+    all_ok = all(r.ok for r in rows)
+    return render(
+        request, "daily.html", who, day=wanted, rows=rows, all_ok=all_ok, unweighed=unweighed
+    )
 
 
 @router.get("/quarantine", response_class=HTMLResponse)

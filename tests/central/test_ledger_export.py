@@ -205,11 +205,13 @@ def test_daily_report_is_by_local_day_with_the_records_of_the_five_doubles(
     books = {c["container"]: c for c in first["containers"]}
     assert books["c-NaCN-01"]["withdrawn_g"] == "18.000"
     assert books["c-NaCN-01"]["closing_g"] == "482.000"
+    assert not books["c-NaCN-01"]["weighed"] and books["c-NaCN-01"]["measured_g"] == ""
     # 2026-11-22T17:00Z is already the 23rd in Shanghai: the stocktake is that day's record
     second = report("2026-11-23")
     (stocktake,) = second["records"]
     assert stocktake["record"] == "stocktake" and stocktake["time"].startswith("2026-11-23 01:00")
     assert stocktake["what"] == "2 slots, off: c-KMnO4-01"
+    assert all(c["weighed"] for c in second["containers"])  # the stocktake weighed both
     (open_one,) = second["open_discrepancies"]
     assert (open_one["kind"], open_one["alarm"]) == ("mass_unexplained", "A1-2")
     assert open_one["age"] == "30h58m"  # since 17:01:45 local on the 22nd, to the 23rd's end

@@ -70,3 +70,15 @@ def test_a_book_that_jumps_without_a_movement_does_not_reconcile() -> None:
     tampered = [rows[0], rows[1].__class__(**{**rows[1].__dict__, "book_mg": 500})]
     (day,) = reconcile(DAY, START, END, tampered, [], {})
     assert not day.ok and day.closing_mg == 500
+
+
+@given(st.integers(1, 10**6), st.integers(-3 * 86_400_000, 86_400_000 - 1))
+def test_only_a_weighing_of_that_day_confirms_the_stock(book: int, offset: int) -> None:
+    # 账物相符 needs the stock looked at: books that agree with themselves are not enough,
+    # and a weighing of an earlier day says nothing about this day's stock.
+    weighing = Weighing("cab-1", "c-1", START + offset, 1, book, book)
+    (day,) = reconcile(DAY, START, END, [], [weighing], {})
+    assert day.ok
+    assert day.weighed == (offset >= 0)
+    assert day.measured_mg == (book if offset >= 0 else None)
+    assert day.opening_mg == book and day.closing_mg == book

@@ -3,16 +3,26 @@ local time, grams and names."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import time
 
 import pytest
 from itsdangerous import TimestampSigner
 
+from central.store.records import DailyRow
 from tests.central_web.conftest import DEVICE, PASSWORD, SECRET, csrf_of, sign_in
 
-PAGES = ["/", "/alarms", f"/alarms/{DEVICE}/A3-1", f"/cabinets/{DEVICE}", "/approvals",
-         "/ledger", "/daily", "/quarantine"]
+PAGES = [
+    "/",
+    "/alarms",
+    f"/alarms/{DEVICE}/A3-1",
+    f"/cabinets/{DEVICE}",
+    "/approvals",
+    "/ledger",
+    "/daily",
+    "/quarantine",
+]
 
 
 def test_the_sign_in_form_has_the_stable_inputs(make_client):
@@ -152,7 +162,10 @@ def test_resolving_from_the_page_names_me_and_the_second_person(make_client, gat
         data={"reason": "recount", "second": "p-1003", "resolve_comment": "复称", "csrf": token},
     )
     assert gateway.sent[0]["args"] == {
-        "alarm": "A3-1", "reason": "recount", "persons": ["p-1001", "p-1003"], "comment": "复称"
+        "alarm": "A3-1",
+        "reason": "recount",
+        "persons": ["p-1001", "p-1003"],
+        "comment": "复称",
     }
 
 
@@ -191,6 +204,29 @@ def test_daily_report_defaults_to_todays_local_day(make_client, record):
     assert client.get("/daily").status_code == 200
     assert record.daily_asked[-1][1] == "Asia/Shanghai"
     assert client.get("/daily?day=2026-02-30").status_code == 400
+
+
+def _day_row(container: str, *, ok: bool, weighed: bool) -> DailyRow:
+    measured = 475_000 if weighed else None
+    return DailyRow(
+        datetime.date(2026, 3, 1), "cab-1", container, None,
+        500_000, 25_000, 0, 0, 0, 0, 475_000, measured, ok, weighed,
+    )  # fmt: skip
+
+
+def test_a_container_nobody_weighed_that_day_is_not_shown_as_reconciled(make_client, record):
+    day = datetime.date(2026, 3, 1)
+    record.daily_rows[day] = [
+        _day_row("c-weighed", ok=True, weighed=True),
+        _day_row("c-unweighed", ok=True, weighed=False),
+    ]
+    html = make_client("audit").get("/daily?day=2026-03-01").text
+    assert "全部账物相符" not in html
+    assert "1 个容器当天未称重" in html
+    unweighed_row = html[html.index("c-unweighed") :].split("</tr>")[0]
+    assert "未称重" in unweighed_row and "✓" not in unweighed_row
+    record.daily_rows[day] = [_day_row("c-weighed", ok=True, weighed=True)]
+    assert "全部账物相符" in make_client("audit").get("/daily?day=2026-03-01").text
 
 
 def test_english_on_request_and_chinese_by_default(make_client):
