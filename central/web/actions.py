@@ -1,4 +1,4 @@
-"""What a person does from the console: acknowledge, resolve, approve.
+"""What a person does from the console: acknowledge, resolve, approve, weigh now.
 
 Each form sends the same signed command as the API (`send_command`), in the name of the
 signed-in person, and shows the cabinet's verified answer on the next page. Refusals by
@@ -91,3 +91,12 @@ async def approve(
     who = page_user(request)
     check_csrf(request, who, csrf)
     return await _act(request, who, device, "approve", {"person": person}, "/approvals")
+
+
+@router.post("/cabinets/{device}/snapshot")
+async def weigh_now(request: Request, device: str, csrf: str = Form("")) -> Response:
+    """Ask the cabinet to weigh every slot now (`inventory.snapshot`): the weighing the
+    daily reconciliation needs to say that the stock, not only the books, agrees."""
+    who = page_user(request)
+    check_csrf(request, who, csrf)
+    return await _act(request, who, device, "snapshot", {}, f"/cabinets/{device}")

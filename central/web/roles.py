@@ -37,6 +37,10 @@ def may_ack(role: str) -> bool:
     return may_command(role, "ack")
 
 
+def may_weigh(role: str) -> bool:
+    return may_command(role, "snapshot")
+
+
 def may_resolve(role: str) -> bool:
     return may_command(role, "resolve")
 

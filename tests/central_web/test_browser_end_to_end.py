@@ -226,3 +226,25 @@ def test_the_ledger_export_holds_the_scripted_withdrawal(page, night):
     assert [r[2] for r in rows[1:]] == ["领用"]
     assert rows[1][3:5] == ["c-NaCN-01", "sodium cyanide"] and rows[1][6] == "25.000"
     assert rows[1][8] == "Zhang Wei + Li Na"
+    # The day's reconciliation: the books explain the withdrawal, but nobody weighed the
+    # stock yet, so it is "not weighed", not a tick; "weigh now" makes the cabinet weigh.
+    page.goto(f"{running.url}/daily")
+    row = page.inner_text('tr:has-text("c-NaCN-01")')
+    assert "未称重" in row and "✓" not in row
+    page.goto(f"{running.url}/cabinets/{DEVICE}")
+    assert page.locator('button[data-action="weigh"]').count() == 0  # an auditor only reads
+    page.context.clear_cookies()
+    sign_in(page, running, "lina")  # the operator on duty
+    page.goto(f"{running.url}/cabinets/{DEVICE}")
+    page.click('button[data-action="weigh"]')
+    page.wait_for_selector("text=柜子已执行")
+    wait_until(
+        lambda: any(e["type"] == "inventory.snapshot" for e in running.record(page)),
+        20,
+        "the snapshot in the centre's record",
+    )
+    page.goto(f"{running.url}/daily")
+    row = page.inner_text('tr:has-text("c-NaCN-01")')
+    assert "✓" in row and "未称重" not in row
+    assert row.count("475.000 g") == 2, row  # the closing book, and the scale agreeing
+    screenshot(page, "e2e-daily-weighed")

@@ -169,6 +169,24 @@ def test_resolving_from_the_page_names_me_and_the_second_person(make_client, gat
     }
 
 
+def test_weigh_now_asks_the_cabinet_for_a_snapshot_in_my_name(make_client, gateway):
+    client = make_client("wang")  # an operator on duty
+    html = client.get(f"/cabinets/{DEVICE}").text
+    assert 'data-action="weigh"' in html
+    answer = client.post(
+        f"/cabinets/{DEVICE}/snapshot", data={"csrf": csrf_of(html)}, follow_redirects=False
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == f"/cabinets/{DEVICE}"
+    assert gateway.sent == [
+        {"device": DEVICE, "name": "snapshot", "args": {}, "by": "p-3001", "timeout_s": 10}
+    ]
+    auditor = make_client("audit")
+    auditor_page = auditor.get(f"/cabinets/{DEVICE}").text
+    assert 'data-action="weigh"' not in auditor_page
+    refused = auditor.post(f"/cabinets/{DEVICE}/snapshot", data={"csrf": csrf_of(auditor_page)})
+    assert len(gateway.sent) == 1 and "Traceback" not in refused.text
+
+
 def test_approving_from_the_page_makes_me_the_second_person(make_client, gateway):
     client = make_client("li")
     html = client.get("/approvals").text
