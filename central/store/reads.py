@@ -299,6 +299,26 @@ def person_name(conn: Connection, device: str, person: str) -> str | None:
     return exact[0] if exact else (row[0].name if row else None)
 
 
+def persons(conn: Connection, device: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(id, name, roles) of every person the policies name for `device`, by name; a
+    person given for the device itself wins over one given for any cabinet ("*")."""
+    rows = conn.execute(
+        select(
+            policy_names.c.device, policy_names.c.id, policy_names.c.name, policy_names.c.detail
+        ).where(
+            and_(
+                policy_names.c.kind == "person",
+                or_(policy_names.c.device == device, policy_names.c.device == "*"),
+            )
+        )
+    ).all()
+    named: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+    for row in sorted(rows, key=lambda r: r.device == device):
+        roles = tuple(row.detail.split(",")) if row.detail else ()
+        named[row.id] = (row.id, row.name, roles)
+    return sorted(named.values(), key=lambda person: (person[1], person[0]))
+
+
 def top_seq(conn: Connection, device: str) -> int:
     value = conn.execute(select(func.max(events.c.seq)).where(events.c.device == device)).scalar()
     return int(value or 0)

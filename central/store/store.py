@@ -165,6 +165,9 @@ class Store:
     def person_name(self, device: str, person_id: str) -> str | None:
         return self._run(lambda c: reads.person_name(c, device, person_id), write=False)
 
+    def persons(self, device: str) -> list[tuple[str, str, tuple[str, ...]]]:
+        return self._run(lambda c: reads.persons(c, device), write=False)
+
     def change_mark(self) -> int:
         return int(
             self._run(
@@ -217,7 +220,8 @@ class Store:
                 for entry in policy.get(key) or []:
                     if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
                         continue
-                    detail = entry.get("class") if kind == "container" else None
+                    # a container's class (剧毒/易制爆), a person's roles ("keeper,user")
+                    detail = entry.get("class") if kind == "container" else _roles(entry)
                     upsert(
                         conn,
                         policy_names,
@@ -308,3 +312,10 @@ def _first_line(exc: BaseException) -> str:
     return (
         str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
     )
+
+
+def _roles(person: Mapping[str, Any]) -> str | None:
+    roles = person.get("roles")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        return None
+    return ",".join(roles)

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from central.web import roles
 from central.web.auth import from_request
 from central.web.command_args import RESOLVE_REASONS
 from central.web.ports import ConsoleStore
@@ -69,6 +70,7 @@ def alarms(request: Request, device: str | None = None) -> Response:
         device=device,
         mass_alarms=MASS_ALARMS,
         reasons=RESOLVE_REASONS,
+        people=lambda device: roles.second_persons(store.persons(device), who.person),
     )
 
 
@@ -90,6 +92,7 @@ def alarm_history(request: Request, device: str, alarm: str) -> Response:
         steps=steps,
         mass_alarms=MASS_ALARMS,
         reasons=RESOLVE_REASONS,
+        people=lambda device: roles.second_persons(store.persons(device), who.person),
     )
 
 

@@ -41,6 +41,14 @@ def may_weigh(role: str) -> bool:
     return may_command(role, "snapshot")
 
 
+def second_persons(
+    persons: list[tuple[str, str, tuple[str, ...]]], me: str
+) -> list[tuple[str, str]]:
+    """Who can sign a change of the books with me (双人记账): (id, name) of the other
+    keepers and safety officers of the cabinet's policy, as the cabinet will check."""
+    return [(pid, name) for pid, name, held in persons if pid != me and _QUALIFIED & set(held)]
+
+
 def may_resolve(role: str) -> bool:
     return may_command(role, "resolve")
 

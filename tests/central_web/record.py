@@ -49,6 +49,7 @@ class MemoryRecord:
         self.quarantine_rows: list[Quarantined] = []
         self.pending: list[Pending] = []
         self.names: dict[str, str] = {}
+        self.roles: dict[str, tuple[str, ...]] = {}
         self.mark = 0
         self.down = False
         self.cabinet_reads = 0
@@ -131,6 +132,10 @@ class MemoryRecord:
 
     def person_name(self, device: str, person_id: str) -> str | None:
         return self.names.get(person_id)
+
+    def persons(self, device: str) -> list[tuple[str, str, tuple[str, ...]]]:
+        people = [(p, name, self.roles.get(p, ())) for p, name in self.names.items()]
+        return sorted(people, key=lambda person: (person[1], person[0]))
 
     def change_mark(self) -> int:
         self._up()

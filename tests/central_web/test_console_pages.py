@@ -169,6 +169,17 @@ def test_resolving_from_the_page_names_me_and_the_second_person(make_client, gat
     }
 
 
+def test_the_resolve_form_offers_only_the_other_qualified_persons_by_name(make_client, record):
+    record.roles.update(
+        {"p-1001": ("keeper",), "p-1002": ("user",), "p-1003": ("keeper", "safety_officer")}
+    )
+    html = make_client("zhang").get("/alarms").text  # zhang is p-1001, a keeper
+    form = html[html.index('name="second"') :].split("</select>")[0]
+    assert 'value="p-1003"' in form and "李安全" in form
+    assert 'value="p-1001"' not in form  # not myself
+    assert 'value="p-1002"' not in form  # a user cannot sign for the books
+
+
 def test_weigh_now_asks_the_cabinet_for_a_snapshot_in_my_name(make_client, gateway):
     client = make_client("wang")  # an operator on duty
     html = client.get(f"/cabinets/{DEVICE}").text
