@@ -223,6 +223,8 @@ def parse_scenario(text: str) -> Scenario:
             obj = json.loads(raw)
         except ValueError as exc:
             raise ScenarioError(number, f"not JSON: {exc}") from None
+        except RecursionError:  # json.loads recurses once per level of nesting
+            raise ScenarioError(number, "not JSON: nested too deep") from None
         if not isinstance(obj, dict):
             raise ScenarioError(number, "expected a JSON object")
         if "start" in obj and not steps:

@@ -7,7 +7,6 @@ fix it; nothing reaches the caller as a traceback.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Literal, TypeVar
 
@@ -15,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from agent.wire import MalformedJson, parse_json
 from central.errors import CentralError
 from central.web import roles
 from central.web.auth import SignedIn, check_csrf, from_request
@@ -250,7 +250,9 @@ async def _json_body(request: Request) -> object:
     raw = await request.body()
     if not raw.strip():
         return {}
+    # The contract's strict reader: duplicate keys, floats and deep nesting (which would
+    # run json.loads to the recursion limit: a 500) are refused with the reason.
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HTTPException(400, f"the body is not JSON: {error}") from None
+        return parse_json(raw)
+    except MalformedJson as error:
+        raise HTTPException(400, f"the body is not acceptable JSON: {error}") from None

@@ -113,7 +113,7 @@ def test_a_safety_officer_approves_a_waiting_badge(make_client, gateway):
          "two different people"),
         ("resend", {"from_seq": 10, "to_seq": 2}, "to_seq"),
         ("resend", {"from_seq": "1", "to_seq": 2}, "from_seq"),
-        ("approve_withdrawal", {"container": "c", "max_mg": 1.5, "persons": ["p-1"],
+        ("approve_withdrawal", {"container": "c", "max_mg": "1", "persons": ["p-1"],
                                 "until_ms": 1, "purpose": "x"}, "max_mg"),
     ],
 )
@@ -130,6 +130,26 @@ def test_a_body_that_is_not_json_is_400(make_client, gateway):
     )
     assert answer.status_code == 400
     assert "not JSON" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 50_000, "nested too deep"),  # json.loads alone would recurse to a 500
+        (b'{"alarm": "A3-1", "alarm": "A9-9"}', "duplicate key"),  # which one was meant?
+        (b'{"alarm": "A3-1", "n": 1.5}', "floats"),
+        (b'{"alarm": "A3-1", "comment": "\xff"}', "not JSON"),
+    ],
+)
+def test_a_body_no_strict_reader_accepts_is_400_and_nothing_is_signed(
+    make_client, gateway, body, says
+):
+    answer = make_client("wang", token=True).post(
+        ACK, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert says in answer.json()["error"]
+    assert gateway.sent == []
 
 
 def test_an_unknown_command_or_device_is_404(make_client, gateway):

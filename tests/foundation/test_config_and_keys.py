@@ -170,6 +170,7 @@ def test_replay_names_the_line_of_a_malformed_scenario_and_exits_2(tmp_path):
         ('{"t": 0, "input": "weight", "slot": 3, "mg": 1.5}', "mg"),
         ('{"t": -1, "input": "tick"}', "t"),
         ('{"t": 0, "input": "tick", "extra": 1}', "extra"),
+        ("[" * 100_000, "nested too deep"),  # json.loads recurses per level: no traceback
     ],
 )
 def test_every_kind_of_malformed_scenario_line_is_refused_with_its_line(tmp_path, line, why):
