@@ -31,7 +31,7 @@ from agent.outbox import Outbox
 from agent.policy_source import PolicyError, read_policy_file
 from agent.status import StatusFile
 from agent.uplink import Uplink
-from agent.wire import VerifyKey, WireError
+from agent.wire import SigningKey, VerifyKey
 from agent.wire.key_files import read_key, write_new_key
 from config.agent import AgentConfig
 from config.loading import ConfigError
@@ -47,10 +47,6 @@ log = structlog.get_logger("daemon")
 STOP_BUDGET_S = 4.5  # SIGTERM -> exit 0 within 5 s (systemd's TimeoutStopSec)
 
 
-class StartupError(Exception):
-    """Something the installer must fix before the cabinet can run (exit 78)."""
-
-
 @dataclass
 class RunOptions:
     config_file: Path
@@ -61,6 +57,10 @@ class RunOptions:
 
 
 class Daemon:
+    """The composition root. `config` has passed agent.preflight.check_before_start, the
+    one owner of the start-up checks (`run` and `check-config` share it), so the keys
+    below are read, not judged again; a file that changed since still fails loudly."""
+
     def __init__(self, config: AgentConfig, options: RunOptions) -> None:
         self.config = config
         self.options = options
@@ -125,30 +125,23 @@ class Daemon:
 
     # --- start-up ------------------------------------------------------------------------
 
-    def _device_key(self) -> Any:
+    def _device_key(self) -> SigningKey:
         path = self.config.state_path(self.config.keys.device_key)
         if not path.exists() and self.config.hardware.simulated:
             # A simulated cabinet may mint its own key; a real one must be provisioned
-            # (its public key registered at the centre), so it never invents one.
+            # (its public key registered at the centre), so it never invents one:
+            # preflight refused to start one without it.
             key = write_new_key(path)
             log.warning("device_key.created", path=str(path), pubkey=key.public.to_text())
             return key
-        if not path.exists():
-            raise StartupError(
-                f"{path}: no device key; run `cabinet-agent keygen --out {path}` "
-                "and register the printed public key at the centre"
-            )
-        return read_key(path)
+        return read_key(path)  # KeyFileError (exit 78) if it went away since preflight
 
     def _central_key(self) -> VerifyKey | None:
         text = self.config.keys.central_pubkey
         if text is None:
             log.warning("central_key.missing", effect="every command and signed policy is refused")
             return None
-        try:
-            return VerifyKey.from_text(text)
-        except WireError as exc:
-            raise StartupError(f"keys.central_pubkey: {exc}") from None
+        return VerifyKey.from_text(text)  # preflight checked it parses
 
     def _initial_policies(self) -> list[i.AnyInput]:
         state = self.config.state_dir
