@@ -167,7 +167,7 @@ def run(
     exit_after_scenario: float | None,
 ) -> None:
     """Run the agent: drivers, rules, outbox, uplink, health."""
-    from agent.daemon import Daemon, RunOptions, StartupError
+    from agent.daemon import Daemon, RunOptions
     from agent.outbox import OutboxError
     from agent.policy_source import PolicyError
     from agent.preflight import check_before_start, prepare_state_dir
@@ -209,7 +209,7 @@ def run(
     except ConfigError as exc:
         fail(f"configuration error\n{exc}", EX_CONFIG)
         return
-    except (StartupError, KeyFileError, OutboxError, PolicyError) as exc:
+    except (KeyFileError, OutboxError, PolicyError) as exc:
         fail(str(exc), EX_CONFIG)
         return
     except sqlite3.DatabaseError as exc:

@@ -26,7 +26,6 @@ which the caller treats like "not synchronised".
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,9 +139,11 @@ def status_flags(status: int) -> tuple[str, ...]:
 
 
 def _load_adjtimex() -> Callable[[Any], int] | None:
-    name = ctypes.util.find_library("c")
+    # dlopen(NULL): the symbols already loaded into this process, libc among them. Not
+    # ctypes.util.find_library("c"), which runs ldconfig in a subprocess at every start and
+    # imports shutil, tempfile and the compression modules for it.
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     for symbol in ("adjtimex", "ntp_adjtime"):  # same call; musl and glibc name it so

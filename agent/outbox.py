@@ -16,13 +16,8 @@ fsync. The core calls it once per batch of inputs and applies outputs only after
 returns (write-ahead). Signing happens before the write lock is taken, so the uplink's
 marks are not held up by it.
 
-WAL checkpoints (copy the log into the database: megabytes of writes and two fsyncs)
-run on their own thread and connection, not inside whichever commit crossed SQLite's
-threshold: otherwise every few hundred commits a lock decision or an alarm publish
-would wait for one. They must also catch up completely now and then, or SQLite never
-rewinds the log and it grows for ever, each commit appending to an ever longer file
-(measured: 19 MB after 1,500 commits, and slower fsyncs): so each checkpoint ends
-with a short pass under the write lock.
+WAL checkpoints run on a thread of their own (agent.wal_checkpoint), requested every
+CHECKPOINT_PAGES pages written, estimated.
 """
 
 from __future__ import annotations
@@ -37,6 +32,7 @@ from typing import Final
 import structlog
 
 from agent.seal import Draft, Sealer, chain_hash
+from agent.wal_checkpoint import Checkpointer
 from agent.wire import GENESIS_PREV, Envelope, SigningKey
 
 __all__ = ["Draft", "Outbox", "OutboxError", "OutboxStats", "Stored"]
@@ -141,7 +137,7 @@ class Outbox:
         self._side = self._connect("NORMAL")  # the uplink's and the status loop's
         self._sealer = Sealer(device, self.boot, key)
         self._wal_pages = 0  # estimated pages in the log since the last checkpoint
-        self._checkpointer = _Checkpointer(path, self._write_lock)
+        self._checkpointer = Checkpointer(path, self._write_lock)
         self.over_cap = False
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
@@ -349,63 +345,6 @@ class Outbox:
             "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
             list(values.items()),
         )
-
-
-class _Checkpointer:
-    """Runs PASSIVE checkpoints (they neither wait for nor block the writers) on a thread
-    of its own, started on first need: most outboxes in tests never need one."""
-
-    def __init__(self, path: Path, write_lock: threading.Lock) -> None:
-        self._path = path
-        self._write_lock = write_lock
-        self._wake = threading.Event()
-        self._closing = False
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.done = 0
-
-    def request(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._closing:
-                self._thread = threading.Thread(
-                    target=self._run, name="outbox-checkpoint", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            thread = self._thread
-        self._wake.set()
-        if thread is not None:
-            thread.join(10)
-
-    def _run(self) -> None:
-        db = sqlite3.connect(str(self._path), isolation_level=None, timeout=30)
-        try:
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._closing:
-                    return
-                try:
-                    self._catch_up(db)
-                except sqlite3.Error as exc:  # the log grows meanwhile; the next one retries
-                    log.warning("outbox.checkpoint_failed", error=str(exc))
-        finally:
-            db.close()
-
-    def _catch_up(self, db: sqlite3.Connection) -> None:
-        # SQLite rewinds the log to its start (and then overwrites it in place, which
-        # syncs faster than appending) only when a write *begins* with every frame
-        # copied, and a busy core begins its next one within microseconds of a
-        # commit. So the bulk is copied while the writers go on, and what they added
-        # meanwhile in a short pass holding the write lock; the next append rewinds.
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        with self._write_lock:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.done += 1
 
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:

@@ -1,9 +1,10 @@
 """The checks `run` makes before it starts anything, shared word for word with `check-config`.
 
-Under systemd's `Restart=always` a start-up refusal is a restart loop, so `check-config`
-must refuse exactly what `run` would refuse: both call `check_before_start` and print its
-`ConfigError` the same way (exit 78). Nothing here changes the disk; `prepare_state_dir`
-is the one step that does, and only `run` calls it.
+The unit does not restart the agent after a refusal (exit 78), so the installer learns of
+one only from `systemctl status`; `check-config` must refuse exactly what `run` would:
+both call `check_before_start` and print its `ConfigError` the same way (exit 78).
+Nothing here changes the disk; `prepare_state_dir` is the one step that does, and only
+`run` calls it.
 
 Decisions (docs/install-pi.md, "Checks"):
 - A real cabinet (anything but the simulated one) needs its device key provisioned and

@@ -33,8 +33,15 @@ class ChildError(RuntimeError):
 
 class DaemonChild:
     def __init__(
-        self, broker_url: str, scenario: Path, *, speed: float = 1.0, strace: bool = False
+        self,
+        broker_url: str,
+        scenario: Path,
+        *,
+        speed: float = 1.0,
+        strace: bool = False,
+        program: Path | None = None,
     ):
+        """`program`: an installed `cabinet-agent` (bench.target); default, this checkout."""
         self.dir = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
         self.state = self.dir / "state"
         self.state.mkdir()
@@ -55,7 +62,11 @@ class DaemonChild:
         self._reader = threading.Thread(target=self._read_notify, name="notify", daemon=True)
         self._reader.start()
         self.strace_out = self.dir / "strace.txt" if strace else None
-        argv = [sys.executable, "-m", "agent.cli", "run", "--config", str(config)]
+        if program is None:
+            argv, cwd = [sys.executable, "-m", "agent.cli"], ROOT
+        else:  # run from elsewhere, so that the checkout is not on its import path
+            argv, cwd = [str(program)], self.dir
+        argv += ["run", "--config", str(config)]
         argv += ["--policy", str(POLICY), "--scenario", str(scenario), "--speed", str(speed)]
         if self.strace_out is not None:
             strace_bin = shutil.which("strace")
@@ -71,7 +82,7 @@ class DaemonChild:
         self.log = (self.dir / "agent.log").open("wb")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env
+            argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env
         )
 
     @property

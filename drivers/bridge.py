@@ -23,6 +23,7 @@ import structlog
 
 from config.hardware import BridgeConfig
 from drivers.base import Post
+from firmware_bridge.codes import FaultCode, OutputId
 from firmware_bridge.link import (
     CommandConfirmed,
     CommandFailed,
@@ -35,13 +36,11 @@ from firmware_bridge.link import (
 from firmware_bridge.messages import (
     Door,
     Fault,
-    FaultCode,
     Leak,
     LockCommand,
     LockState,
     Message,
     OutputCommand,
-    OutputId,
     Tamper,
     Weights,
 )

@@ -14,7 +14,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from firmware_bridge.mcu_sim import McuFirmware, McuSimulator, PtyPair
+from firmware_bridge.mcu_firmware import McuFirmware
+from firmware_bridge.mcu_sim import McuSimulator, PtyPair
 
 
 def _slots(text: str) -> dict[int, int]:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import serial
 import structlog
 
-from firmware_bridge.messages import Heartbeat, Hello, Info, McuStatus, Message
+from firmware_bridge.codes import McuStatus
+from firmware_bridge.messages import Heartbeat, Hello, Info, Message
 from firmware_bridge.protocol import (
     Channel,
     ChannelEvent,

@@ -14,17 +14,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from firmware_bridge.messages import (
-    MAX_PAYLOAD,
-    MESSAGE_TYPES,
-    PROTOCOL_VERSION,
-    Ack,
-    Message,
-    Nack,
-    NackReason,
-    PayloadError,
-    unpack_message,
-)
+from firmware_bridge.codes import MAX_PAYLOAD, PROTOCOL_VERSION, NackReason, PayloadError
+from firmware_bridge.messages import MESSAGE_TYPES, Ack, Message, Nack, unpack_message
 
 DELIMITER = 0x00
 HEADER_LEN = 3  # version, msg id, seq

@@ -13,10 +13,10 @@ cd "$(dirname "$0")/.."
 SPEED="${DEMO_SPEED:-10}"
 SCENARIO="${DEMO_SCENARIO:-examples/scenarios/demo.jsonl}"
 
-if [ ! -x .venv/bin/cabinet-agent ] || ! .venv/bin/python -c "import agent, central" 2>/dev/null; then
+if [ ! -x .venv/bin/cabinet-agent ] || ! .venv/bin/python -c "import agent, central.cli" 2>/dev/null; then
     echo "== setting up .venv (first run only)"
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[central]'
 fi
 BIN=.venv/bin
 work="$(mktemp -d "${TMPDIR:-/tmp}/cabinet-demo.XXXXXX")"

@@ -6,7 +6,7 @@
 #
 # Safe to run again: the configuration, the device key, the TLS files and the outbox are
 # never overwritten or removed. The unit is enabled but only started once `check-config`
-# passes, so a half-configured cabinet never enters a restart loop.
+# passes, so a half-configured cabinet is never started (it would stop at once, exit 78).
 #
 # For tests: --prefix DIR installs into DIR as if it were / (no service is started, no
 # check run), --no-apt skips the Debian packages, --extras LIST picks pip extras

@@ -6,6 +6,7 @@
 #   1. scripts/install-pi.sh                      (Debian packages, pyscard build, user, key, unit)
 #   2. check-config on the installed skeleton     (must list exactly what is left to fill in)
 #   3. every example scenario replayed on aarch64 and piped into `cabinetctl verify -`
+#      (this host's: a cabinet installs the agent without the centre's packages)
 #   4. the signing path across processors         (aarch64 signatures verified on this host)
 #   5. a short `cabinet-agent run` of the simulated cabinet, as the service user, against
 #      a mosquitto on this host; what it published verifies; its peak RSS is measured
@@ -21,7 +22,8 @@ CACHE="${CABINET_TARGET_CACHE:-/var/cache/cabinet-agent-target}"
 BASE="$CACHE/bookworm-arm64-minbase.tar"
 DEVICE=cab-arm64
 AGENT=/opt/cabinet-agent/venv/bin/cabinet-agent
-CTL=/opt/cabinet-agent/venv/bin/cabinetctl
+# The centre's tool, from this host's venv (the cabinet has not the `central` extra).
+CTL="$SRC/.venv/bin/cabinetctl"
 # What the fresh skeleton lacks: the centre's key and broker, the TLS files; and, on plain
 # Debian only, gpiozero's pin library (python3-lgpio is a Raspberry Pi OS package).
 EXPECTED_LEFT="keys.central_pubkey broker.url broker.ca_file broker.cert_file broker.key_file hardware.gpio.pin_factory"
@@ -146,9 +148,10 @@ replay_all() {
     local scenario name
     for scenario in "$ROOT"/src/cabinet-agent/examples/scenarios/*.jsonl; do
         name="$(basename "$scenario")"
-        in_root bash -o pipefail -c "cd /src/cabinet-agent && $AGENT replay examples/scenarios/$name \
-            --policy examples/policy.toml --key /tmp/replay.key | tee /tmp/$name.events \
-            | $CTL verify - --pubkey /tmp/replay.pub" > "$WORK/verify-$name.log" 2>&1 \
+        { in_root bash -o pipefail -c "cd /src/cabinet-agent && $AGENT replay \
+            examples/scenarios/$name --policy examples/policy.toml --key /tmp/replay.key \
+            | tee /tmp/$name.events" | "$CTL" verify - --pubkey "$ROOT/tmp/replay.pub"; } \
+            > "$WORK/verify-$name.log" 2>&1 \
             || { cat "$WORK/verify-$name.log"; die "replay | verify of $name"; }
         grep -q "OK" "$WORK/verify-$name.log" || die "verify did not say OK for $name"
         printf '   %-45s %s\n' "$name" "$(tail -1 "$WORK/verify-$name.log")"
@@ -158,7 +161,7 @@ timed "replay + verify of all $(ls "$SRC"/examples/scenarios/*.jsonl | wc -l) ex
 say "4. aarch64 signatures verify on this host ($(uname -m))"
 cat "$ROOT"/tmp/*.jsonl.events > "$WORK/aarch64-events.jsonl"
 for scenario in "$ROOT"/tmp/*.jsonl.events; do
-    "$SRC/.venv/bin/cabinetctl" verify "$scenario" --pubkey "$ROOT/tmp/replay.pub" > /dev/null \
+    "$CTL" verify "$scenario" --pubkey "$ROOT/tmp/replay.pub" > /dev/null \
         || die "$(basename "$scenario"): aarch64 signatures do not verify on $(uname -m)"
 done
 echo "   $(ls "$ROOT"/tmp/*.jsonl.events | wc -l) records signed on aarch64 verify on $(uname -m)"
@@ -207,7 +210,7 @@ run_start="$(date +%s.%N)"
 timed "cabinet-agent run: start, scenario at 20x, clean stop" short_run
 ready_s="$(echo "$(cat "$ROOT/tmp/ready.at") - $run_start" | bc)"
 rss_kib="$(cat "$ROOT/tmp/run.hwm")"
-events="$("$SRC/.venv/bin/cabinetctl" verify "$ROOT/var/lib/cabinet-agent/outbox.db" --pubkey "$pubkey" \
+events="$("$CTL" verify "$ROOT/var/lib/cabinet-agent/outbox.db" --pubkey "$pubkey" \
     | tee "$WORK/outbox-verify.log" | grep -o '^[0-9]*' || true)"
 [ -n "$events" ] || { cat "$WORK/outbox-verify.log"; die "the agent's outbox does not verify"; }
 for _ in $(seq 300); do
@@ -216,7 +219,7 @@ for _ in $(seq 300); do
 done
 [ "$(wc -l < "$WORK/published.jsonl")" -ge "$events" ] \
     || die "mosquitto got $(wc -l < "$WORK/published.jsonl") of $events events"
-"$SRC/.venv/bin/cabinetctl" verify "$WORK/published.jsonl" --pubkey "$pubkey" \
+"$CTL" verify "$WORK/published.jsonl" --pubkey "$pubkey" \
     || die "what the aarch64 agent published does not verify"
 files_ok="$(find "$ROOT/var/lib/cabinet-agent" -mindepth 1 \! -perm 0600 -print)"
 [ -z "$files_ok" ] || die "state files not 0600: $files_ok"

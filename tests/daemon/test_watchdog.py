@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,19 @@ class NotifySocket:
     def since(self, t: float, text: str) -> int:
         return sum(1 for at, line in list(self.messages) if at >= t and line == text)
 
-    def wait(self, text: str, timeout: float) -> None:
+    def wait(self, text: str, timeout: float, *, count: int = 1, after: float = 0) -> None:
+        """Until `count` datagram lines equal to `text` arrived at or after `after`."""
+        self.wait_for(lambda line: line == text, timeout, count=count, after=after)
+
+    def wait_for(
+        self, match: Callable[[str], bool], timeout: float, *, count: int = 1, after: float = 0
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.since(0, text):
+            if sum(1 for at, line in list(self.messages) if at >= after and match(line)) >= count:
                 return
             time.sleep(0.02)
-        raise AssertionError(f"no {text} within {timeout} s: {self.messages[-5:]}")
+        raise AssertionError(f"not {count} such lines within {timeout} s: {self.messages[-5:]}")
 
     def close(self) -> None:
         self._stop = True
@@ -62,9 +69,8 @@ def test_ready_then_watchdog_pets_and_a_stalled_core_stops_them(tmp_path, make_b
     runner.start()
     try:
         notify.wait("READY=1", 10)
-        t0 = time.monotonic()
-        time.sleep(1.0)
-        assert notify.since(t0, "WATCHDOG=1") >= 5, "a healthy daemon pets the watchdog"
+        # A healthy daemon pets the watchdog (every 0.1 s asked; 5 within 5 s is lenient).
+        notify.wait("WATCHDOG=1", 5, count=5, after=time.monotonic())
 
         release = threading.Event()
         real_step = daemon.rules.step
@@ -76,16 +82,15 @@ def test_ready_then_watchdog_pets_and_a_stalled_core_stops_them(tmp_path, make_b
 
         monkeypatch.setattr(daemon.rules, "step", stuck_step)
         daemon.core.post(i.Tick())
-        time.sleep(1.5)  # stall_s = 1: the core stops beating
+        # stall_s = 1: the core stops beating, and the daemon says so in its STATUS.
+        notify.wait_for(lambda line: "stalled" in line and "core" in line, 10)
         t1 = time.monotonic()
-        time.sleep(1.0)
+        time.sleep(1.0)  # an absence can only be seen over a stretch of time
         assert notify.since(t1, "WATCHDOG=1") == 0, "a stuck core must stop the petting"
-        assert any("stalled" in line and "core" in line for _, line in notify.messages)
 
         release.set()
-        t2 = time.monotonic() + 0.5
-        time.sleep(1.5)
-        assert notify.since(t2, "WATCHDOG=1") >= 3, "petting resumes when the core recovers"
+        # Petting resumes when the core recovers.
+        notify.wait("WATCHDOG=1", 10, count=3, after=time.monotonic())
     finally:
         daemon.stop_requested.set()
         runner.join(10)

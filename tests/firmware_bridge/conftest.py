@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from firmware_bridge.mcu_sim import McuFirmware, McuSimulator, PtyPair
+from firmware_bridge.mcu_firmware import McuFirmware
+from firmware_bridge.mcu_sim import McuSimulator, PtyPair
 
 # Fast but not twitchy: other test suites share this 2-core machine.
 HEARTBEAT_MS = 100

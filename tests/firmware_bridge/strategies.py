@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from firmware_bridge.codes import LockCause, NackReason, OutputId
 from firmware_bridge.messages import (
     MAX_WEIGHTS,
     Ack,
@@ -13,14 +14,11 @@ from firmware_bridge.messages import (
     Hello,
     Info,
     Leak,
-    LockCause,
     LockCommand,
     LockState,
     Message,
     Nack,
-    NackReason,
     OutputCommand,
-    OutputId,
     SlotWeight,
     Tamper,
     Weights,

@@ -9,7 +9,8 @@ import pytest
 from config.hardware import BridgeConfig
 from drivers.base import Driver
 from drivers.bridge import BridgeDriver
-from firmware_bridge.messages import LockCommand, OutputId
+from firmware_bridge.codes import OutputId
+from firmware_bridge.messages import LockCommand
 from rules.inputs import (
     DoorChanged,
     LeakChanged,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from firmware_bridge.codes import NackReason, OutputId
 from firmware_bridge.messages import (
     Ack,
     Door,
@@ -10,9 +11,7 @@ from firmware_bridge.messages import (
     Info,
     LockCommand,
     Nack,
-    NackReason,
     OutputCommand,
-    OutputId,
 )
 from firmware_bridge.protocol import (
     Channel,

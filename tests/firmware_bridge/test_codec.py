@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
+from firmware_bridge.codes import MAX_PAYLOAD, NackReason
 from firmware_bridge.messages import (
-    MAX_PAYLOAD,
     MAX_WEIGHTS,
     Ack,
     Door,
     Heartbeat,
     LockCommand,
     Nack,
-    NackReason,
     SlotWeight,
     Weights,
 )

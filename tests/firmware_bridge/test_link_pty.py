@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import serial
 
+from firmware_bridge.codes import FaultCode, LockCause
 from firmware_bridge.link import (
     CommandConfirmed,
     CommandFailed,
@@ -17,17 +18,7 @@ from firmware_bridge.link import (
     McuLink,
     Received,
 )
-from firmware_bridge.messages import (
-    Ack,
-    Door,
-    Fault,
-    FaultCode,
-    Heartbeat,
-    LockCause,
-    LockCommand,
-    LockState,
-    Weights,
-)
+from firmware_bridge.messages import Ack, Door, Fault, Heartbeat, LockCommand, LockState, Weights
 from firmware_bridge.protocol import Decoder, Frame, encode
 from tests.firmware_bridge.conftest import (
     ACK_TIMEOUT_MS,

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from firmware_bridge.mcu_sim import McuFirmware
+from firmware_bridge.codes import FaultCode, LockCause, McuStatus, NackReason, OutputId
+from firmware_bridge.mcu_firmware import McuFirmware
 from firmware_bridge.messages import (
     Ack,
     Door,
     Fault,
-    FaultCode,
     Heartbeat,
     Hello,
     Info,
-    LockCause,
     LockCommand,
     LockState,
-    McuStatus,
     Message,
     Nack,
-    NackReason,
     OutputCommand,
-    OutputId,
     Weights,
 )
 from firmware_bridge.protocol import Decoder, Frame, encode

@@ -20,13 +20,13 @@ from tests.hardware.rig import (
     TAMPER,
     AgentUnderTest,
     Backends,
-    CabinetPins,
     ModbusBus,
     fast_policy,
     modbus_bus,
     write_agent_toml,
     write_signed_policy,
 )
+from tests.hardware.wiring import CabinetPins
 from tests.support.broker import Broker
 from tests.support.fixtures import broker_certs, make_broker, recorder  # noqa: F401
 

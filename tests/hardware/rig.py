@@ -10,32 +10,27 @@ The real `Daemon` runs in a thread with whatever mix of backends agent.toml asks
 - scales and VOC on a pymodbus RTU server behind a pty (tests/drivers/modbus_bench.py);
 - a real mosquitto, and a signed policy (a real cabinet refuses an unsigned one).
 
-What the cabinet did is read back from the outbox (the SQLite file, a read-only
-connection: WAL readers never block the core), which holds exactly what is published.
+What the cabinet did is read back from the outbox (tests/hardware/observe.py), which
+holds exactly what is published; the GPIO wiring is modelled in tests/hardware/wiring.py.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from gpiozero.pins.mock import MockFactory, MockPin
 
 from agent.daemon import Daemon, RunOptions
 from agent.wire import SigningKey, sign_policy, verify_chain
 from agent.wire.key_files import write_new_key
 from config.agent import load_agent_config
 from config.policy import Policy
-from drivers.base import Post
-from rules.inputs import AnyInput, WeightReading
 from tests.drivers.modbus_bench import LineTap, SimulatedDevices
+from tests.hardware.observe import InputTap, OutboxView, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = ROOT / "examples" / "policy.toml"
@@ -167,185 +162,6 @@ def write_agent_toml(
         encoding="utf-8",
     )
     return path
-
-
-# --- GPIO: mock lines with their wiring ------------------------------------------------------
-
-
-class ContactPin(MockPin):  # type: ignore[misc]  # gpiozero is untyped
-    """A MockPin with a contact on it, and a hook on every change of an output's level."""
-
-    def __init__(self, factory: Any, info: Any) -> None:
-        self.held: bool | None = None  # level a closed contact holds; None: contact open
-        super().__init__(factory, info)
-
-    def close_contact(self, level: bool = False) -> None:
-        """Close the contact: it holds the line at `level` (ground by default)."""
-        self.held = level
-        if self.function == "input":
-            self._drive(level)
-
-    def open_contact(self) -> None:
-        """Open the contact: the pull resistor decides the level again."""
-        self.held = None
-        if self.function == "input" and self.pull in ("up", "down"):
-            self._drive(self.pull == "up")
-
-    def _drive(self, level: bool) -> None:
-        if level:
-            self.drive_high()
-        else:
-            self.drive_low()
-
-    def _set_pull(self, value: str) -> None:
-        super()._set_pull(value)
-        if self.held is not None:  # a closed contact is stronger than a pull resistor
-            self._drive(self.held)
-
-    def _change_state(self, value: bool) -> bool:
-        changed = bool(super()._change_state(value))
-        if changed and self.function == "output":
-            watcher = self._factory.watchers.get(self._number)
-            if watcher is not None:
-                watcher(value)
-        return changed
-
-    def levels(self) -> list[bool]:
-        """The line's level history (gpiozero's `states`, without the timestamps)."""
-        return [bool(state.state) for state in self.states]
-
-
-class CabinetPins(MockFactory):  # type: ignore[misc]
-    """gpiozero's MockFactory making ContactPins; `watch(pin, fn)` sees output changes."""
-
-    def __init__(self) -> None:
-        super().__init__(pin_class=ContactPin)
-        self.watchers: dict[int, Callable[[bool], None]] = {}
-
-    def line(self, number: int) -> ContactPin:
-        pin = self.pin(number)
-        assert isinstance(pin, ContactPin)
-        return pin
-
-    def watch(self, number: int, watcher: Callable[[bool], None]) -> None:
-        self.watchers[number] = watcher
-
-
-# --- reading what the cabinet did ------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
-class OutboxView:
-    """Read-only view of the agent's outbox: the committed, signed envelopes in seq order."""
-
-    def __init__(self, db: Path) -> None:
-        self.db = db
-
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if not self.db.exists():
-            return []
-        connection = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        try:
-            return connection.execute(sql, args).fetchall()
-        finally:
-            connection.close()
-
-    def envelopes(self, after_seq: int = 0) -> list[dict[str, Any]]:
-        rows = self._query("SELECT payload FROM events WHERE seq > ? ORDER BY seq", (after_seq,))
-        return [json.loads(payload) for (payload,) in rows]
-
-    def payload(self, seq: int) -> bytes:
-        rows = self._query("SELECT payload FROM events WHERE seq = ?", (seq,))
-        assert rows, f"no event with seq {seq}"
-        return bytes(rows[0][0])
-
-    def last_seq(self) -> int:
-        rows = self._query("SELECT max(seq) FROM events")
-        return int(rows[0][0] or 0) if rows else 0
-
-    def of(self, event_type: str, **data: Any) -> list[dict[str, Any]]:
-        """Envelopes of one type whose data contains every given key/value."""
-        return [
-            env
-            for env in self.envelopes()
-            if env["type"] == event_type and all(env["data"].get(k) == v for k, v in data.items())
-        ]
-
-    def types(self) -> list[str]:
-        return [env["type"] for env in self.envelopes()]
-
-    def wait_for(self, event_type: str, timeout: float = 5.0, **data: Any) -> dict[str, Any]:
-        """The first such envelope, waiting for it; fails listing what was committed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.of(event_type, **data)
-            if found:
-                return found[0]
-            if time.monotonic() > deadline:
-                seen = [(e["seq"], e["type"], e["data"]) for e in self.envelopes()]
-                raise AssertionError(
-                    f"no {event_type} {data or ''} within {timeout} s; committed: {seen}"
-                )
-            time.sleep(0.02)
-
-    def alarms(self, kind: str) -> list[dict[str, Any]]:
-        return self.of("alarm.raised", kind=kind)
-
-
-@dataclass
-class OutputChange:
-    on: bool
-    at: float  # time.monotonic()
-    committed_seq: int  # last seq in the outbox when the line moved
-
-
-class OutputLog:
-    """Watches one output line: each change, with what the outbox held at that moment.
-
-    The agent applies an output only after the event that causes it is durable; the
-    watcher runs in the core thread at the very moment the line moves, so
-    `committed_seq` shows which events had been committed by then.
-    """
-
-    def __init__(self, pins: CabinetPins, number: int, outbox: OutboxView) -> None:
-        self.changes: list[OutputChange] = []
-        self._outbox = outbox
-        pins.watch(number, self._changed)
-
-    def _changed(self, on: bool) -> None:
-        self.changes.append(OutputChange(on, time.monotonic(), self._outbox.last_seq()))
-
-
-class InputTap:
-    """Stands in front of the core's inbox: records what the drivers post, then passes it."""
-
-    def __init__(self, post: Post) -> None:
-        self._post = post
-        self._lock = threading.Lock()
-        self.items: list[AnyInput] = []
-
-    def __call__(self, item: AnyInput) -> None:
-        with self._lock:
-            self.items.append(item)
-        self._post(item)
-
-    def snapshot(self) -> list[AnyInput]:
-        with self._lock:
-            return list(self.items)
-
-    def wait_for(self, item: AnyInput, timeout: float = 5.0) -> None:
-        wait_until(lambda: item in self.snapshot(), timeout, f"{item!r} posted to the core")
-
-    def weights(self) -> dict[int, int]:
-        """The last weight posted for each slot."""
-        return {x.slot: x.mg for x in self.snapshot() if isinstance(x, WeightReading)}
 
 
 # --- the agent under test ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 from agent.wire import SigningKey
 from tests.drivers.conftest import CardMaker
 from tests.hardware.conftest import AgentMaker
+from tests.hardware.observe import wait_until
 from tests.hardware.rig import (
     DOOR,
     EXAMPLE_POLICY,
@@ -29,10 +30,9 @@ from tests.hardware.rig import (
     ROOT,
     USER,
     Backends,
-    CabinetPins,
-    wait_until,
     write_agent_toml,
 )
+from tests.hardware.wiring import CabinetPins
 from tests.support.broker import Broker
 
 pytestmark = pytest.mark.realpart

@@ -10,6 +10,7 @@ from config.policy import Policy
 from rules.inputs import LeakChanged, TamperChanged, VocReading, WeightReading
 from tests.drivers.conftest import CardMaker
 from tests.hardware.conftest import AgentMaker
+from tests.hardware.observe import wait_until
 from tests.hardware.rig import (
     BUZZER,
     DOOR,
@@ -22,11 +23,10 @@ from tests.hardware.rig import (
     TAMPER,
     USER,
     Backends,
-    CabinetPins,
     ModbusBus,
     book_gross,
-    wait_until,
 )
+from tests.hardware.wiring import CabinetPins
 
 pytestmark = pytest.mark.realpart
 

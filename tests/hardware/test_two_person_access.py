@@ -19,6 +19,7 @@ from rules.inputs import DoorChanged
 from tests.drivers.conftest import CardMaker
 from tests.drivers.pcsc_stack import PcscDaemon, card_seen
 from tests.hardware.conftest import AgentMaker
+from tests.hardware.observe import OutputLog, wait_until
 from tests.hardware.rig import (
     DEVICE,
     DOOR,
@@ -30,11 +31,9 @@ from tests.hardware.rig import (
     USER,
     USER_SECOND_CARD,
     Backends,
-    CabinetPins,
     ModbusBus,
-    OutputLog,
-    wait_until,
 )
+from tests.hardware.wiring import CabinetPins
 from tests.support.broker import Broker
 from tests.support.fixtures import Recorder
 

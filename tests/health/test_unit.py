@@ -139,6 +139,8 @@ def test_the_unit_keeps_the_daemon_contract() -> None:
     assert s["Service.Type"] == ["notify"]
     assert s["Service.NotifyAccess"] == ["main"]
     assert s["Service.Restart"] == ["always"]
+    # ... except after exit 78 (EX_CONFIG): a refusal to start is not restarted in a loop.
+    assert s["Service.RestartPreventExitStatus"] == ["78"]
     assert s["Service.WatchdogSec"] and s["Service.RestartSec"]
     # "SIGTERM -> exit 0 within 5 s": SIGTERM is what stops it, with room before SIGKILL.
     assert s["Service.KillSignal"] == ["SIGTERM"]

@@ -84,6 +84,31 @@ def test_the_agent_is_installed_in_its_own_venv_under_opt(installed: tuple[Path,
     assert (prefix / "opt/cabinet-agent/docs/install-pi.md").is_file()
 
 
+def test_a_cabinet_gets_the_agents_packages_and_not_the_centres(
+    installed: tuple[Path, str],
+) -> None:
+    # structlog imports rich and greenlet whenever they are installed: ~4 MB of the
+    # agent's memory on a Pi for nothing it uses (pyproject's `central` extra).
+    prefix, _ = installed
+    python = prefix / "opt/cabinet-agent/venv/bin/python"
+    probe = "import importlib.util as u; print([m for m in %r if u.find_spec(m)])"
+    centre_only = ("rich", "greenlet", "sqlalchemy", "fastapi", "uvicorn", "psycopg")
+    found = subprocess.run(
+        [python, "-c", probe % (centre_only,)], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"
+    ctl = subprocess.run(
+        [prefix / "opt/cabinet-agent/venv/bin/cabinetctl", "--version"],
+        capture_output=True,
+        text=True,
+    )
+    assert ctl.returncode == os.EX_UNAVAILABLE
+    assert ctl.stderr.splitlines() == [
+        "cabinetctl: the centre's packages are not installed (rich is missing): "
+        "pip install 'cabinet-agent[central]'"
+    ]
+
+
 def test_the_service_user_has_no_login_and_only_its_device_groups(
     installed: tuple[Path, str],
 ) -> None:
