@@ -112,6 +112,24 @@ def bare_rate(port: int, stream: list[tuple[str, bytes]]) -> float:
     return float(answer["received"]) / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and every living process below it (its workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                stats[int(entry)] = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            continue
+    tree, layer = {pid}, {pid}
+    while layer:
+        layer = {p for p, f in stats.items() if int(f[1]) in layer} - tree
+        tree |= layer
+    # fields after the name: state ppid ... utime (12th) stime (13th), 0-based 11, 12
+    return sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats) / ticks
+
+
 def wait_for_http(listen: str, serves: list[subprocess.Popen[bytes]], within_s: float) -> None:
     """Until `serve`'s HTTP port answers (its ingest may be subscribed before uvicorn
     listens): an alarm reader that met a refused connection would stop for good."""
