@@ -89,7 +89,6 @@ class IngestConfig(_Strict):
     resend_retry_ms: Annotated[StrictInt, Field(ge=100)] = 10_000
     resend_max_range: Annotated[StrictInt, Field(ge=1)] = 1_000
 
-
     @field_validator("workers", mode="before")
     @classmethod
     def _workers(cls, value: object) -> object:
