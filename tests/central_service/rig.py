@@ -93,7 +93,7 @@ class CentralRig:
         self.config.write_text(
             f'registry = "{self.registry}"\ncentral_key = "{self.key_path}"\n'
             f'state_dir = "{tmp / "state"}"\n[ingest]\nresend_grace_ms = 300\n'
-            # one judging worker whatever the machine ("auto" is 0 on one core)
+            # one judging worker whatever the machine ("auto" is 0 on two cores or fewer)
             f"resend_retry_ms = 1000\nworkers = 1\n{extra}"
         )
         self.processes: list[subprocess.Popen[bytes]] = []

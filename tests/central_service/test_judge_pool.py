@@ -137,5 +137,5 @@ def test_small_batches_and_zero_workers_are_judged_in_process() -> None:
     assert _workers_of(os.getpid()) == others
 
 
-def test_auto_leaves_a_core_to_the_ingest_thread_and_uses_at_most_two() -> None:
-    assert [auto_workers(cpus) for cpus in (1, 2, 3, 4, 16)] == [0, 1, 2, 2, 2]
+def test_auto_leaves_two_cores_to_the_ingest_process_and_uses_at_most_two() -> None:
+    assert [auto_workers(cpus) for cpus in (1, 2, 3, 4, 16)] == [0, 0, 1, 2, 2]
