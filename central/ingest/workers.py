@@ -29,7 +29,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import structlog
@@ -87,8 +87,10 @@ class Pending:
         messages: Sequence[Message],
         received_ms: int,
         parts: list[Future[list[Judgement]]] | None,
+        executor: ProcessPoolExecutor | None = None,
     ) -> None:
         self._pool = pool
+        self._executor = executor
         self._messages = messages
         self._received_ms = received_ms
         self._parts = parts
@@ -97,8 +99,8 @@ class Pending:
         if self._parts is not None:
             try:
                 return [item for part in self._parts for item in part.result()]
-            except BrokenProcessPool:
-                self._pool.broken()
+            except (BrokenProcessPool, CancelledError):
+                self._pool.broken(self._executor)
         devices = self._pool.devices()
         return [judge(t, p, devices, self._received_ms) for t, p in self._messages]
 
@@ -128,7 +130,7 @@ class JudgePool:
                 for started in [executor.submit(_judge_chunk, [], 0) for _ in range(self.workers)]:
                     started.result()
             except BrokenProcessPool:  # judged in-process until a pool starts
-                self.broken()
+                self.broken(executor)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -149,17 +151,20 @@ class JudgePool:
                 for i in range(0, len(messages), size)
             ]
         except BrokenProcessPool:
-            self.broken()
+            self.broken(executor)
             parts = None
-        return Pending(self, messages, received_ms, parts)
+        return Pending(self, messages, received_ms, parts, executor)
 
-    def broken(self) -> None:
-        """A worker died: start a fresh pool for the next batch (this one is judged here)."""
+    def broken(self, executor: ProcessPoolExecutor | None) -> None:
+        """A worker of `executor` died: the next batch gets a fresh pool (this one is
+        judged here). Two batches may have been in the broken pool: only the first to
+        notice replaces it, never the fresh pool a later batch is already in."""
+        if executor is None or executor is not self._executor:
+            return
         log.error("ingest.worker_died", workers=self.workers)
         self.restarts += 1
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = None
 
     def _pool_for(self, devices: Mapping[str, Device]) -> ProcessPoolExecutor:
         if self._executor is not None and devices is self._registry:

@@ -108,6 +108,24 @@ def test_a_killed_worker_loses_and_reorders_nothing_and_the_pool_starts_again() 
         judges.close()
 
 
+def test_two_batches_caught_in_a_dying_pool_leave_the_fresh_pool_alone() -> None:
+    others = _workers_of(os.getpid())
+    judges = JudgePool(2, lambda: DEVICES, smallest_shared=1)
+    judges.start()
+    big = MESSAGES * 300  # ~0.3 s of judging per worker: still running when killed
+    try:
+        first, second = judges.submit(big, 7), judges.submit(big, 7)
+        for pid in _workers_of(os.getpid()) - others:
+            os.kill(pid, signal.SIGKILL)
+        assert first.result() == _in_process(big)
+        third = judges.submit(MESSAGES, 7)  # in a fresh pool
+        assert second.result() == _in_process(big)  # must not take the fresh pool down
+        assert third.result() == _in_process(MESSAGES)
+        assert judges.restarts == 1
+    finally:
+        judges.close()
+
+
 def test_a_cabinet_added_to_the_registry_is_believed_by_the_workers_from_then_on() -> None:
     registry = {"devices": DEVICES}
     judges = JudgePool(1, lambda: registry["devices"], smallest_shared=1)
