@@ -2,11 +2,11 @@
 
 One thread per `serve` process drains the client's queue in batches (up to `batch`
 messages, or whatever arrived within a few milliseconds), has each message judged
-(verifying.judge, in worker processes: workers.JudgePool), records the batch in one
-transaction (store.record) and only then acknowledges the batch's messages to the
-broker. Batches are a pipeline of two: while the workers judge batch N + 1 this thread
-stores batch N, so judging and storing use two cores; batches are stored in the order
-they were taken (an alarm's batch, judged here at once, goes before). If the database
+(verifying.judge: here, or in `[ingest] workers` processes, workers.JudgePool), records
+the batch in one transaction (store.record) and only then acknowledges the batch's
+messages to the broker. With workers, batches are a pipeline of two: the workers judge
+batch N + 1 while this thread stores batch N. Batches are stored in the order they were
+taken (an alarm's batch, judged here at once, goes before). If the database
 is unavailable the batch is kept and retried (with backoff, the process says
 `database: down`) and nothing is acknowledged: killing the process at any instant loses
 nothing it acknowledged.
@@ -154,11 +154,6 @@ class Ingest:
             self._finished(messages, stored=False)
             self.counters.failures += 1
             log.exception("ingest.batch_failed", messages=len(messages))
-
-    def handle(self, messages: list[Incoming]) -> None:
-        """Judge and store one batch in this thread (what `_run` does in two steps)."""
-        judged = self.judges.submit(self._topics(messages), _now_ms(), here=True)
-        self.store_judged(messages, judged.result())
 
     def store_judged(self, messages: list[Incoming], judged: list[Judgement]) -> None:
         verified: list[Verified] = []
