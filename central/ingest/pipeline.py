@@ -1,11 +1,15 @@
 """The ingest loop: take what the broker delivered, judge it, store it, then acknowledge.
 
 One thread per `serve` process drains the client's queue in batches (up to `batch`
-messages, or whatever arrived within a few milliseconds), judges each message
-(verifying.judge), records the batch in one transaction (store.record) and only then
-acknowledges the batch's messages to the broker. If the database is unavailable the
-batch is kept and retried (with backoff, the process says `database: down`) and nothing
-is acknowledged: killing the process at any instant loses nothing it acknowledged.
+messages, or whatever arrived within a few milliseconds), has each message judged
+(verifying.judge: here, or in `[ingest] workers` processes, workers.JudgePool), records
+the batch in one transaction (store.record) and only then acknowledges the batch's
+messages to the broker. With workers, batches are a pipeline of two: the workers judge
+batch N + 1 while this thread stores batch N. Batches are stored in the order they were
+taken (an alarm's batch, judged here at once, goes before). If the database
+is unavailable the batch is kept and retried (with backoff, the process says
+`database: down`) and nothing is acknowledged: killing the process at any instant loses
+nothing it acknowledged.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 import structlog
 
 from central.ingest.client import Incoming, IngestClient
-from central.ingest.verifying import judge
+from central.ingest.verifying import Judgement
+from central.ingest.workers import JudgePool, Pending
 from central.registry import Device
 from central.store import Store
 from central.store.recording import QUARANTINED, STORED, Presence, Rejected, Verified
@@ -65,6 +70,7 @@ class Ingest:
         devices: Callable[[], Mapping[str, Device]],
         *,
         batch: int = 500,
+        workers: int = 0,
     ) -> None:
         self.clients = clients
         self.messages = clients[0].messages  # one queue, shared by every connection
@@ -74,19 +80,22 @@ class Ingest:
         self.counters = Counters()
         self.database_ok = True
         self.acks = {c.lane: InOrderAcks(c.ack) for c in clients}
+        self.judges = JudgePool(workers, devices)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
 
     def start(self) -> None:
+        self.judges.start()
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
+        self.judges.close()
 
-    def _gather(self) -> list[Incoming]:
+    def _gather(self, wait_s: float = 0.2) -> list[Incoming]:
         try:
-            first = self.messages.get(timeout=0.2)
+            first = self.messages.get(timeout=wait_s) if wait_s > 0 else self.messages.get_nowait()
         except queue.Empty:
             return []
         batch = [first]
@@ -117,25 +126,40 @@ class Ingest:
             alarms.append(message)
 
     def _run(self) -> None:
+        judging: tuple[list[Incoming], Pending] | None = None  # batch N + 1, in the workers
         while not self._stop.is_set():
-            messages = self._gather()
-            if not messages:
+            # with a batch in the workers, take only what is already queued: storing it
+            # must not wait for more to arrive
+            messages = self._gather(0.2 if judging is None else 0.0)
+            if messages and messages[0].rank == 0:  # alarms: judged here, stored at once
+                self._safely(
+                    messages, self.judges.submit(self._topics(messages), _now_ms(), here=True)
+                )
                 continue
-            try:
-                self.handle(messages)
-            except Exception:  # a bug must not stop the ingest; unacknowledged = asked again
-                self._finished(messages, stored=False)
-                self.counters.failures += 1
-                log.exception("ingest.batch_failed", messages=len(messages))
+            taken = None
+            if messages:
+                taken = (messages, self.judges.submit(self._topics(messages), _now_ms()))
+            if judging is not None:
+                self._safely(*judging)
+            judging = taken
 
-    def handle(self, messages: list[Incoming]) -> None:
-        now_ms = int(time.time() * 1000)
-        devices = self.devices()
+    @staticmethod
+    def _topics(messages: list[Incoming]) -> list[tuple[str, bytes]]:
+        return [(m.topic, m.payload) for m in messages]
+
+    def _safely(self, messages: list[Incoming], judged: Pending) -> None:
+        try:
+            self.store_judged(messages, judged.result())
+        except Exception:  # a bug must not stop the ingest; unacknowledged = asked again
+            self._finished(messages, stored=False)
+            self.counters.failures += 1
+            log.exception("ingest.batch_failed", messages=len(messages))
+
+    def store_judged(self, messages: list[Incoming], judged: list[Judgement]) -> None:
         verified: list[Verified] = []
         rejected: list[Rejected] = []
         presence: list[Presence] = []
-        for message in messages:
-            item = judge(message.topic, message.payload, devices, now_ms)
+        for item in judged:
             if isinstance(item, Verified):
                 verified.append(item)
             elif isinstance(item, Presence):
@@ -197,3 +221,7 @@ class Ingest:
             log.warning(
                 "quarantined", device=bad.device, seq=bad.seq, reason=bad.reason, topic=bad.topic
             )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -19,6 +19,9 @@
     [http]
     listen = "127.0.0.1:8080"
 
+    [ingest]
+    workers = "auto"          # processes verifying signatures; 0: in-process
+
 Environment overrides (for tests and containers): CENTRAL_BROKER_URL,
 CENTRAL_DATABASE_URL, CENTRAL_STATE_DIR, CENTRAL_HTTP_LISTEN. Every problem is reported
 as `file:line: key: problem` and the CLI exits 78 (config.loading's helpers).
@@ -30,11 +33,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from central.ingest.workers import auto_workers
 from config.agent import BrokerConfig
 from config.loading import ConfigError, Problem, read_toml, validate
 
@@ -79,9 +83,18 @@ class HttpConfig(_Strict):
 
 class IngestConfig(_Strict):
     batch: Annotated[StrictInt, Field(ge=1, le=10_000)] = 500  # envelopes per transaction
+    # processes that parse and verify signatures (central.ingest.workers); 0: in-process
+    workers: int | Literal["auto"] = "auto"
     resend_grace_ms: Annotated[StrictInt, Field(ge=0)] = 2_000  # reordering settles first
     resend_retry_ms: Annotated[StrictInt, Field(ge=100)] = 10_000
     resend_max_range: Annotated[StrictInt, Field(ge=1)] = 1_000
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        if value == "auto" or (type(value) is int and 0 <= value <= 64):
+            return value
+        raise ValueError('expected "auto" or a number of processes from 0 (in-process) to 64')
 
 
 class CentralConfig(_Strict):
@@ -104,6 +117,11 @@ class CentralConfig(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
         return value
+
+    @property
+    def ingest_workers(self) -> int:
+        workers = self.ingest.workers
+        return auto_workers() if workers == "auto" else workers
 
     @property
     def database_url(self) -> str:

@@ -130,6 +130,7 @@ class Service:
             parts.store,
             parts.registry.devices,
             batch=config.ingest.batch,
+            workers=config.ingest_workers,
         )
         self.gateway = CommandGateway(
             parts.store,

@@ -42,6 +42,35 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str | Callable[[
         time.sleep(0.05)
 
 
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every living (not zombie) process."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split() if stat else ["Z"]
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid` (serve's fork server and its judging workers)."""
+    parents = _parents()
+    found: set[int] = set()
+    layer = {pid}
+    while layer:
+        layer = {child for child, parent in parents.items() if parent in layer} - found
+        found |= layer
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    return pids & _parents().keys()
+
+
 class CentralRig:
     """central.toml, the registry and the central key in `tmp`; serve processes on demand."""
 
@@ -64,7 +93,8 @@ class CentralRig:
         self.config.write_text(
             f'registry = "{self.registry}"\ncentral_key = "{self.key_path}"\n'
             f'state_dir = "{tmp / "state"}"\n[ingest]\nresend_grace_ms = 300\n'
-            f"resend_retry_ms = 1000\n{extra}"
+            # one judging worker whatever the machine ("auto" is 0 on two cores or fewer)
+            f"resend_retry_ms = 1000\nworkers = 1\n{extra}"
         )
         self.processes: list[subprocess.Popen[bytes]] = []
 

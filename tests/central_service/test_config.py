@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from central.ingest.workers import auto_workers
 from central.service.config import load_central_config
 from config.loading import ConfigError
 
@@ -49,6 +50,8 @@ def test_the_environment_overrides_broker_database_state_and_listen(tmp_path: Pa
         ('[database]\nurl = "mysql://x"\n', {}, ":4: database.url: expected sqlite"),
         ('[broker]\nurl = "http://x"\n', {}, ":4: broker.url: broker url must start"),
         ('colour = "red"\n', {}, ":3: colour: unknown key"),
+        ("[ingest]\nworkers = -1\n", {}, ":4: ingest.workers:"),
+        ('[ingest]\nworkers = "many"\n', {}, ":4: ingest.workers:"),
         ("", {"CENTRAL_HTTP_LISTEN": ""}, "CENTRAL_HTTP_LISTEN: is set but empty"),
     ],
 )
@@ -58,3 +61,11 @@ def test_a_bad_setting_names_the_file_line_key_and_problem(
     with pytest.raises(ConfigError) as caught:
         load_central_config(_write(tmp_path, text), env)
     assert expected in str(caught.value)
+
+
+def test_judging_workers_are_auto_by_default_or_as_many_as_configured(tmp_path: Path) -> None:
+    config = load_central_config(_write(tmp_path, ""), environ={})
+    assert config.ingest.workers == "auto"
+    assert config.ingest_workers == auto_workers()
+    configured = load_central_config(_write(tmp_path, "[ingest]\nworkers = 0\n"), environ={})
+    assert configured.ingest_workers == 0  # judged in the ingest thread

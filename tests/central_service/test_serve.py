@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from central.store import Store
 from central.store.schema import events
 from tests.central.cabinet import FakeCabinet, forge, write_registry
-from tests.central_service.rig import CentralRig, FakeFleet, wait_until
+from tests.central_service.rig import CentralRig, FakeFleet, alive, descendants, wait_until
 from tests.support.broker import Broker, free_port
 
 pytestmark = pytest.mark.realpart
@@ -190,6 +190,8 @@ def test_two_serve_processes_share_the_stream_and_killing_one_loses_nothing(rigg
         for cab in cabinets:
             fleet.publish(cab, fleet.emit(cab, "system.heartbeat", {"uptime_s": i}))
         if i == per_cabinet // 3:
+            helpers = descendants(first.pid)  # its fork server and judging workers
+            assert helpers, "serve judges in a worker process ([ingest] workers = 1)"
             first.send_signal(signal.SIGKILL)
 
     # What went to the killed process after the last envelope of a cabinet shows as a gap
@@ -207,6 +209,8 @@ def test_two_serve_processes_share_the_stream_and_killing_one_loses_nothing(rigg
         assert store.events(cab.device, limit=10_000) == [e.payload for e in cab.envelopes]
     assert store.quarantine() == []
     assert second.poll() is None
+    # the killed process's workers go with it: nothing is left holding memory
+    wait_until(lambda: not (alive(helpers)), 10, "its workers to exit")
     with store.connection() as conn:  # each (device, seq) exactly once
         assert conn.execute(select(func.count()).select_from(events)).scalar() == sum(
             len(c.envelopes) for c in cabinets
