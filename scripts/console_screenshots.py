@@ -23,7 +23,7 @@ OUT = ROOT / "docs" / "console"
 DEVICE = "cab-chem-0042"
 PAGES = {
     "fleet": "/",
-    "alarms": "/alarms?state=all",
+    "alarms": "/alarms",
     "cabinet": f"/cabinets/{DEVICE}",
     "ledger": "/ledger",
     "daily": "/daily",

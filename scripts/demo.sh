@@ -19,6 +19,9 @@ if [ ! -x .venv/bin/cabinet-agent ] || ! .venv/bin/python -c "import agent, cent
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[central]'
 fi
 BIN=.venv/bin
+free_port() {  # a loopback port nothing listens on now
+    "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 work="$(mktemp -d "${TMPDIR:-/tmp}/cabinet-demo.XXXXXX")"
 pids=()
 cleanup() {
@@ -42,7 +45,7 @@ sed "s|^device_key = .*|&\ncentral_pubkey = \"$central_pub\"|" config/examples/s
 
 broker=""
 if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then
-    port="$("$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    port="$(free_port)"
     printf 'user root\npersistence false\nlog_dest stderr\nlistener %s 127.0.0.1\nallow_anonymous true\n' \
         "$port" > "$work/mosquitto.conf"
     "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$work/mosquitto.conf" 2> "$work/mosquitto.log" &
@@ -68,7 +71,7 @@ if [ -n "${broker##*:9}" ]; then
     # The centre: the same stream, verified into its SQLite record, and the web console.
     mkdir -p "$work/central/policies"
     cp examples/policy.toml "$work/central/policies/"
-    http_port="$("$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    http_port="$(free_port)"
     cat > "$work/central.toml" <<TOML
 registry = "$work/devices.toml"
 central_key = "$work/central.key"

@@ -7,7 +7,9 @@ stream says the record grew.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
@@ -25,6 +27,17 @@ from central.web.when import BadTime, ledger_filter, parse_day
 router = APIRouter(include_in_schema=False)
 
 MASS_ALARMS = frozenset({"mass_unexplained", "mass_mismatch", "unknown_item"})
+
+
+def _second_persons(store: ConsoleStore, me: str) -> Callable[[str], list[tuple[str, str]]]:
+    """Who can resolve with me, per cabinet: asked of the store once per cabinet and page,
+    however many of that cabinet's alarms the page shows."""
+
+    @functools.cache
+    def of(device: str) -> list[tuple[str, str]]:
+        return roles.second_persons(store.persons(device), me)
+
+    return of
 
 
 def _store(request: Request) -> ConsoleStore:
@@ -70,7 +83,7 @@ def alarms(request: Request, device: str | None = None) -> Response:
         device=device,
         mass_alarms=MASS_ALARMS,
         reasons=RESOLVE_REASONS,
-        people=lambda device: roles.second_persons(store.persons(device), who.person),
+        people=_second_persons(store, who.person),
     )
 
 
@@ -92,7 +105,7 @@ def alarm_history(request: Request, device: str, alarm: str) -> Response:
         steps=steps,
         mass_alarms=MASS_ALARMS,
         reasons=RESOLVE_REASONS,
-        people=lambda device: roles.second_persons(store.persons(device), who.person),
+        people=_second_persons(store, who.person),
     )
 
 
