@@ -108,6 +108,12 @@ class OutputLog:
     def _changed(self, on: bool) -> None:
         self.changes.append(OutputChange(on, time.monotonic(), self._outbox.last_seq()))
 
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[OutputChange]:
+        """The first `count` changes, once recorded: the line's level moves a moment
+        before its watcher runs, so a test that saw the level must still wait here."""
+        wait_until(lambda: len(self.changes) >= count, timeout, f"{count} output changes")
+        return self.changes[:count]
+
 
 class InputTap:
     """Stands in front of the core's inbox: records what the drivers post, then passes it."""

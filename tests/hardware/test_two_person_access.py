@@ -96,7 +96,8 @@ def test_two_people_on_readers_a_and_b_unlock_until_the_door_opens(
 
     # The relay line went on once and off once, and each move followed its durable event.
     assert relay.levels() == [False, True, False]
-    on, off = relay_log.changes
+    on, off = relay_log.wait_for(2)
+    assert len(relay_log.changes) == 2
     envelopes = outbox.envelopes()
     assert on.on and lock_event_before(envelopes, on.committed_seq)["seq"] == unlocked["seq"]
     assert not off.on and lock_event_before(envelopes, off.committed_seq)["seq"] == locked["seq"]
@@ -134,7 +135,8 @@ def test_unlocked_but_nobody_opens_relocks_after_unlock_s(
     locked = cabinet.outbox.wait_for("lock.locked", timeout=6, session=session)
     assert locked["data"]["reason"] == "timeout"
     wait_until(lambda: not relay.state, 5, "lock relay released")
-    on, off = relay_log.changes
+    on, off = relay_log.wait_for(2)
+    assert len(relay_log.changes) == 2
     unlock_s = policy.access.unlock_s
     assert unlock_s - 0.3 <= off.at - on.at <= unlock_s + 1.5
     assert locked["ts"] - granted["ts"] >= unlock_s * 1000 - 50
