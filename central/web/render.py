@@ -18,16 +18,32 @@ from central.web.settings import WebSettings
 
 
 def page_user(request: Request) -> SignedIn:
-    """The signed-in person of a console page; otherwise the sign-in page (via NotSignedIn)."""
-    who = from_request(request, request.app.state.store)
+    """The signed-in person of a console page; otherwise the sign-in page (via NotSignedIn).
+
+    Every page asks this first, so the change mark is read here, before the page reads
+    what it shows: a change stored while the page is built is then newer than the page's
+    mark, and the live stream makes the page fetch it."""
+    store: ConsoleStore = request.app.state.store
+    who = from_request(request, store)
     if who is None:
         raise NotSignedIn
+    request.state.mark = _mark(store)
     return who
 
 
 def flash(request: Request, kind: str, text: str) -> None:
     """A one-line result shown once on the next page (e.g. the cabinet's answer)."""
     request.session["flash"] = {"kind": kind, "text": text}
+
+
+def _mark(store: ConsoleStore) -> int | None:
+    """The store's change mark this page is rendered at: the live stream compares its own
+    first mark with it, so a change between this render and the stream's connection is
+    fetched, not lost. None when the store cannot say (the error page of a database away)."""
+    try:
+        return store.change_mark()
+    except Exception:  # the page is still worth showing; the live stream reports the database
+        return None
 
 
 def render(
@@ -44,6 +60,7 @@ def render(
     zone = settings.zone
     context.update(
         who=who,
+        mark=getattr(request.state, "mark", None),
         say=words.say,
         word=words.word,
         lang=words.language,

@@ -114,6 +114,22 @@ def test_a_new_alarm_appears_within_a_second_with_a_sound(page, console):
     screenshot(page, "alarms-live")
 
 
+def test_an_alarm_raised_while_the_page_connects_is_shown_without_a_reload(page, console):
+    sign_in(page, console, "wang")
+    page.wait_for_selector("#live-state.ok")
+    held: list[Any] = []
+    page.route("**/live", lambda route: held.append(route))  # held until the alarm is stored
+    page.goto(f"{console.server.url}/alarms")
+    page.wait_for_selector(f'[data-alarm="{DEVICE}/A1-1"]')
+    while not held:  # the page asked for its live stream: it is rendered and waiting
+        page.wait_for_timeout(10)
+    console.emit("alarm.raised", {"alarm": "A1-5", "kind": "leak"})
+    held[0].continue_()
+    page.wait_for_selector("#live-state.ok")
+    page.wait_for_selector(f'[data-alarm="{DEVICE}/A1-5"]', timeout=1000)
+    assert page.evaluate("window.consoleBeeps") == 1
+
+
 def test_a_muted_console_still_shows_a_new_alarm_but_stays_silent(page, console):
     sign_in(page, console, "wang")
     page.goto(f"{console.server.url}/alarms")

@@ -115,11 +115,15 @@
     liveState.className = "live " + state;
   }
   if (body.dataset.liveUrl && window.EventSource) {
-    let first = true;
+    // The page says which change mark it was rendered at; the stream's first event says
+    // the mark now. Anything stored in between (an alarm raised while the page loaded)
+    // is fetched at once instead of waiting for the next change.
+    let seen = body.dataset.mark;
     const stream = new EventSource(body.dataset.liveUrl);
-    stream.addEventListener("change", () => {
+    stream.addEventListener("change", (event) => {
       setLive("ok");
-      if (first) { first = false; return; } // the page itself is already this fresh
+      if (event.data === seen) return; // the page is already this fresh
+      seen = event.data;
       refresh();
     });
     stream.addEventListener("down", () => setLive("db"));
