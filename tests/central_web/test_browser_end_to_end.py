@@ -138,18 +138,39 @@ def sign_in(page: Any, night: Night, login: str) -> None:
     page.wait_for_selector("#live-state")
 
 
+def shown_live(page: Any, card: Any, stored: Callable[[], bool], what: str) -> None:
+    """`card` is not on the open page; once the centre has stored what it shows, it is on
+    the page within a second, and the page was not reloaded in between."""
+    page.wait_for_selector("#live-state.ok")  # the live stream is connected
+    assert card.count() == 0, f"{what} was on the page before the cabinet said it"
+    page.evaluate("window.sameLoad = true")  # a reload would forget this
+    wait_until(stored, 40, f"{what} in the centre's record")
+    card.wait_for(timeout=1000)
+    assert page.evaluate("window.sameLoad === true"), "the page was reloaded"
+
+
+def api(page: Any, night: Night, path: str) -> Any:
+    answer = page.request.get(f"{night.url}{path}")
+    assert answer.ok, answer.text()
+    return answer.json()
+
+
 def test_an_alarm_at_the_cabinet_appears_live_and_its_ack_names_me(page, night):
     running = night([
-        {"t": 3, "input": "door", "state": "open"},  # no session: door_forced
-        {"t": 4, "input": "door", "state": "closed"},
+        {"t": 10, "input": "door", "state": "open"},  # no session: door_forced
+        {"t": 11, "input": "door", "state": "closed"},
         {"t": 600, "input": "tick"},
     ])
     sign_in(page, running, "lina")
     page.goto(f"{running.url}/alarms")
-    page.wait_for_selector("#live-state.ok")  # the live stream is connected
     # (the simulated cabinet may also raise clock_unsynced: its clock is not NTP-synced)
     alarm = page.locator(f'[data-alarm^="{DEVICE}/"]', has_text="门被强行打开")
-    alarm.wait_for(timeout=30_000)  # it arrives while the page is open: no reload
+    shown_live(
+        page,
+        alarm,
+        lambda: any(a["kind"] == "door_forced" for a in api(page, running, "/api/alarms")),
+        "door_forced",
+    )
     alarm_id = alarm.get_attribute("data-alarm").split("/", 1)[1]
     screenshot(page, "e2e-alarm-live")
     alarm.locator('textarea[name="comment"]').fill("值班员已电话通知保管员，门已关好")
@@ -176,13 +197,18 @@ def test_an_alarm_at_the_cabinet_appears_live_and_its_ack_names_me(page, night):
 
 def test_a_remote_approval_opens_the_simulated_cabinet(page, night):
     running = night([
-        {"t": 2, "input": "badge", "reader": "A", "uid": KEEPER_CARD},  # Zhang Wei waits
+        {"t": 10, "input": "badge", "reader": "A", "uid": KEEPER_CARD},  # Zhang Wei waits
         {"t": 600, "input": "tick"},
     ])
     sign_in(page, running, "wangfang")
     page.goto(f"{running.url}/approvals")
     waiting = page.locator(f'[data-pending="{DEVICE}/p-1001"]')
-    waiting.wait_for(timeout=30_000)
+    shown_live(
+        page,
+        waiting,
+        lambda: any(p["person"] == "p-1001" for p in api(page, running, "/api/approvals")),
+        "Zhang Wei's waiting badge",
+    )
     screenshot(page, "e2e-approval-waiting")
     waiting.locator('button[data-action="approve"]').click()
     page.wait_for_selector(".flash", timeout=15_000)
