@@ -8,8 +8,10 @@ stream says the record grew.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
@@ -103,10 +105,36 @@ def alarm_history(request: Request, device: str, alarm: str) -> Response:
         alarm=found[0] if found else None,
         alarm_id=alarm,
         steps=steps,
+        resolution=_resolution(store, device, alarm, steps),
         mass_alarms=MASS_ALARMS,
         reasons=RESOLVE_REASONS,
         people=_second_persons(store, who.person),
     )
+
+
+def _resolution(store: ConsoleStore, device: str, alarm: str, steps: list[Any]) -> Any:
+    """Who resolved a discrepancy, why and with what comment: the cabinet records the
+    settlement (`inventory.adjusted`, naming both persons and the alarm) just before the
+    alarm's `resolved` clearing, so it is the verified record right before that step."""
+    cleared = [s for s in steps if s.what == "cleared" and s.comment == "resolved"]
+    if not cleared or cleared[-1].seq < 2:
+        return None
+    before = store.events(device, cleared[-1].seq - 1, 1)
+    try:
+        env = json.loads(before[0]) if before else None
+    except ValueError:
+        return None
+    if not isinstance(env, dict) or env.get("type") != "inventory.adjusted":
+        return None
+    data = env.get("data")
+    if not isinstance(data, dict) or data.get("alarm") != alarm:
+        return None
+    persons = data.get("persons")
+    return {
+        "persons": [p for p in persons if isinstance(p, str)] if isinstance(persons, list) else [],
+        "reason": data.get("reason") if isinstance(data.get("reason"), str) else None,
+        "comment": data.get("comment") if isinstance(data.get("comment"), str) else None,
+    }
 
 
 @router.get("/cabinets/{device}", response_class=HTMLResponse)

@@ -22,10 +22,21 @@ from tests.central_service.conftest import Feed
 from tests.central_web.browser import AppServer, export_ledger, launch_chromium, screenshot
 from tests.central_web.conftest import SECRET
 from tests.central_web.record import RecordingGateway
-from tests.central_web.test_api_over_the_store import POLICY, a_withdrawal_and_an_alarm
+from tests.central_web.test_api_over_the_store import a_withdrawal_and_an_alarm
 
 PASSWORD = "night duty password"
 DEVICE = "cab-chem-0042"
+# the cabinet's policy as the centre keeps it: names, and the roles that decide who may
+# be the second person of a resolve (the form offers them by name)
+POLICY = {
+    "version": 3,
+    "person": [
+        {"id": "p-1001", "name": "张伟", "roles": ["keeper"]},
+        {"id": "p-1002", "name": "李娜", "roles": ["user"]},
+        {"id": "p-1003", "name": "李安全", "roles": ["keeper", "safety_officer"]},
+    ],
+    "container": [{"id": "c-NaCN-01", "name": "氰化钠", "class": "highly_toxic"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +161,10 @@ def test_a_keeper_resolves_a_discrepancy_with_a_reason_and_a_second_person(page,
     alarm = page.locator(f'[data-alarm="{DEVICE}/A1-4"]')
     alarm.locator("details.resolve summary").click()
     alarm.locator('select[name="reason"]').select_option("evaporation")
-    alarm.locator('input[name="second"]').fill("p-1003")
+    assert alarm.locator('select[name="second"] option').all_inner_texts()[1:] == [
+        "李安全 · p-1003"  # only the other qualified people: not a user, not me
+    ]
+    alarm.locator('select[name="second"]').select_option(label="李安全 · p-1003")
     alarm.locator('textarea[name="resolve_comment"]').fill("夏季挥发，复称确认")
     screenshot(page, "alarm-resolve")
     alarm.locator('button[data-action="resolve"]').click()

@@ -229,6 +229,52 @@ def test_a_remote_approval_opens_the_simulated_cabinet(page, night):
     )
 
 
+def test_two_keepers_resolve_a_discrepancy_and_the_alarm_clears_live(page, night):
+    running = night([
+        {"t": 10, "input": "weight", "slot": 3, "mg": 670_000},  # 12 g gone, door shut
+        {"t": 600, "input": "tick"},
+    ])
+    sign_in(page, running, "wangfang")  # Wang Fang, keeper: the first person
+    page.goto(f"{running.url}/alarms")
+    alarm = page.locator(f'[data-alarm^="{DEVICE}/"]', has_text="重量变化无记录")
+    shown_live(
+        page,
+        alarm,
+        lambda: any(a["kind"] == "mass_unexplained" for a in api(page, running, "/api/alarms")),
+        "mass_unexplained",
+    )
+    alarm_id = alarm.get_attribute("data-alarm").split("/", 1)[1]
+    alarm.locator("details.resolve summary").click()
+    alarm.locator('select[name="reason"]').select_option("recount")
+    alarm.locator('select[name="second"]').select_option(label="Zhang Wei · p-1001")
+    alarm.locator('textarea[name="resolve_comment"]').fill("两人复称，按实际重量入账")
+    screenshot(page, "e2e-alarm-resolve")
+    alarm.locator('button[data-action="resolve"]').click()
+    page.wait_for_selector(".flash", timeout=15_000)
+    assert "柜子已执行" in page.inner_text(".flash"), page.inner_text(".flash")
+    page.evaluate("window.sameLoad = true")
+    page.locator(f'[data-alarm="{DEVICE}/{alarm_id}"]').wait_for(state="detached")
+    assert page.evaluate("window.sameLoad === true"), "the page was reloaded"
+
+    def settled() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        record = running.record(page)
+        adjusted = [e["data"] for e in record if e["type"] == "inventory.adjusted"]
+        cleared = [e["data"] for e in record
+                   if e["type"] == "alarm.cleared" and e["data"]["alarm"] == alarm_id]
+        return adjusted, cleared
+
+    wait_until(lambda: all(settled()), 15, "the settlement in the cabinet's record")
+    adjusted, cleared = settled()
+    assert adjusted[0]["persons"] == ["p-1003", "p-1001"]
+    assert (adjusted[0]["alarm"], adjusted[0]["reason"]) == (alarm_id, "recount")
+    assert adjusted[0]["delta_mg"] == -12_000
+    assert cleared[0]["reason"] == "resolved"
+    page.goto(f"{running.url}/alarms/{DEVICE}/{alarm_id}")
+    history = page.inner_text(".timeline")
+    assert "Wang Fang + Zhang Wei" in history and "两人复称" in history, history
+    screenshot(page, "e2e-alarm-resolved-history")
+
+
 def test_the_ledger_export_holds_the_scripted_withdrawal(page, night):
     running = night([
         {"t": 1, "input": "badge", "reader": "A", "uid": KEEPER_CARD},
