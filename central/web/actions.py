@@ -3,6 +3,9 @@
 Each form sends the same signed command as the API (`send_command`), in the name of the
 signed-in person, and shows the cabinet's verified answer on the next page. Refusals by
 the centre (role, bad input) and by the cabinet are shown as they are, in one line.
+
+A resolve names two people; the second one proves being there with their own console
+username and password, checked here before anything is signed (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -11,12 +14,17 @@ from typing import Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from central.web import roles
 
 from central.web.api import send_command
 from central.web.auth import SignedIn, check_csrf
 from central.web.i18n import Words
 from central.web.render import flash, page_user
+from central.web.ports import ConsoleStore
 from central.web.signin import safe_next
+from central.web.throttle import SignInThrottle
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,6 +66,45 @@ async def acknowledge(
     return await _act(request, who, device, "ack", args, back)
 
 
+async def _second_signer(
+    request: Request, who: SignedIn, second: str, login: str, password: str
+) -> str | None:
+    """None when the account `login` proves the chosen `second` person is here and may
+    sign for the books with `who`; otherwise why not, in one line. Wrong passwords count
+    towards the same per-login lockout as the sign-in page: this form is no side door
+    for guessing."""
+    say = request.state.words.say
+    store: ConsoleStore = request.app.state.store
+    throttle: SignInThrottle = request.app.state.throttle
+    if not login or not password:
+        return say(
+            "第二人须输入自己的用户名和密码", "the second person enters their own username and password"
+        )
+    wait_s = throttle.wait_s(login)
+    if wait_s:
+        return say(
+            f"第二人的账号密码错误次数过多，请 {wait_s} 秒后再试",
+            f"too many wrong passwords for the second person's account: try again in {wait_s} s",
+        )
+    account = await run_in_threadpool(store.check_password, login, password)
+    if account is None:
+        throttle.failed(login)
+        request.app.state.log.info("console.second_person_failed", login=login[:64])
+        return say("第二人的用户名或密码错误", "the second person's username or password is wrong")
+    throttle.succeeded(login)
+    if account.person == who.person:
+        return say("第二人须是另一个人，不能是您本人", "the second person must be someone other than you")
+    if account.person != second:
+        return say(
+            f"账号 {login} 不是所选的第二人", f"the account {login} is not the chosen second person"
+        )
+    if not roles.may_cosign(account.role):
+        return say(
+            f"账号 {login} 不是保管员或安全员", f"the account {login} is not a keeper or safety officer"
+        )
+    return None
+
+
 @router.post("/alarms/{device}/{alarm}/resolve")
 async def resolve(
     request: Request,
@@ -65,6 +112,8 @@ async def resolve(
     alarm: str,
     reason: str = Form(""),
     second: str = Form("", max_length=64),
+    second_login: str = Form("", max_length=200),
+    second_password: str = Form("", max_length=1000),
     # not "comment": each live alarm holds exactly one textarea[name=comment] (the ack's)
     resolve_comment: str = Form("", max_length=2000),
     csrf: str = Form(""),
@@ -72,6 +121,14 @@ async def resolve(
 ) -> Response:
     who = page_user(request)
     check_csrf(request, who, csrf)
+    # a role that may not resolve is refused by send_command without asking for a password
+    if roles.may_resolve(who.role):
+        problem = await _second_signer(
+            request, who, second.strip(), second_login.strip(), second_password
+        )
+        if problem is not None:
+            flash(request, "bad", request.state.words.say("未发送：", "Not sent: ") + problem)
+            return RedirectResponse(safe_next(back), status_code=303)
     args = {
         "alarm": alarm,
         "reason": reason,

@@ -49,6 +49,12 @@ def second_persons(
     return [(pid, name) for pid, name, held in persons if pid != me and _QUALIFIED & set(held)]
 
 
+def may_cosign(role: str) -> bool:
+    """May an account of this role be the second person of a change of the books: the
+    same qualified roles as the first (an auditor's account never signs, whoever it is)."""
+    return role in _QUALIFIED
+
+
 def may_resolve(role: str) -> bool:
     return may_command(role, "resolve")
 

@@ -56,6 +56,7 @@ class Console:
         for login, person, role in (
             ("wang", "p-3001", "operator"),
             ("zhang", "p-1001", "keeper"),
+            ("li", "p-1003", "safety_officer"),
             ("audit", "p-4001", "auditor"),
         ):
             self.store.add_user(login, person, role, PASSWORD)
@@ -154,7 +155,7 @@ def test_a_muted_console_still_shows_a_new_alarm_but_stays_silent(page, console)
     assert "静音" in page.inner_text("#mute")
 
 
-def test_a_keeper_resolves_a_discrepancy_with_a_reason_and_a_second_person(page, console):
+def test_a_keeper_resolves_a_discrepancy_once_the_second_person_signs_in_to_it(page, console):
     console.emit("alarm.raised", {"alarm": "A1-4", "kind": "mass_unexplained", "slot": 3})
     sign_in(page, console, "zhang")
     page.goto(f"{console.server.url}/alarms")
@@ -166,6 +167,19 @@ def test_a_keeper_resolves_a_discrepancy_with_a_reason_and_a_second_person(page,
     ]
     alarm.locator('select[name="second"]').select_option(label="李安全 · p-1003")
     alarm.locator('textarea[name="resolve_comment"]').fill("夏季挥发，复称确认")
+    # Li, at the keeper's side, types her own username and password
+    alarm.locator('input[name="second_login"]').fill("li")
+    alarm.locator('input[name="second_password"]').fill("not her password")
+    alarm.locator('button[data-action="resolve"]').click()
+    page.wait_for_selector(".flash.bad")
+    assert "第二人的用户名或密码错误" in page.inner_text(".flash")
+    assert console.gateway.sent == []  # nothing signed, nothing sent
+    alarm.locator("details.resolve summary").click()
+    alarm.locator('select[name="reason"]').select_option("evaporation")
+    alarm.locator('select[name="second"]').select_option(label="李安全 · p-1003")
+    alarm.locator('textarea[name="resolve_comment"]').fill("夏季挥发，复称确认")
+    alarm.locator('input[name="second_login"]').fill("li")
+    alarm.locator('input[name="second_password"]').fill(PASSWORD)
     screenshot(page, "alarm-resolve")
     alarm.locator('button[data-action="resolve"]').click()
     page.wait_for_selector(".flash.good")

@@ -35,7 +35,8 @@ PASSWORD = "a night on duty"
 ACCOUNTS = (
     ("lina", "p-1002", "operator"),  # Li Na: a user of the cabinet, on centre duty tonight
     ("wangfang", "p-1003", "keeper"),  # Wang Fang: keeper and safety officer
-    ("zhangwei", "p-1001", "auditor"),
+    ("zhangwei", "p-1001", "keeper"),  # Zhang Wei: keeper
+    ("audit", "p-1004", "auditor"),  # the lab's auditor: reads everything, acts on nothing
 )
 KEEPER_CARD, USER_CARD = "04A1B2C3D4E5F6", "04FFEEDDCCBBAA"  # p-1001, p-1002
 
@@ -248,6 +249,8 @@ def test_two_keepers_resolve_a_discrepancy_and_the_alarm_clears_live(page, night
     alarm.locator('select[name="reason"]').select_option("recount")
     alarm.locator('select[name="second"]').select_option(label="Zhang Wei · p-1001")
     alarm.locator('textarea[name="resolve_comment"]').fill("两人复称，按实际重量入账")
+    alarm.locator('input[name="second_login"]').fill("zhangwei")  # Zhang Wei, beside her
+    alarm.locator('input[name="second_password"]').fill(PASSWORD)
     screenshot(page, "e2e-alarm-resolve")
     alarm.locator('button[data-action="resolve"]').click()
     page.wait_for_selector(".flash", timeout=15_000)
@@ -284,7 +287,7 @@ def test_the_ledger_export_holds_the_scripted_withdrawal(page, night):
         {"t": 6, "input": "door", "state": "closed"},
         {"t": 600, "input": "tick"},
     ])
-    sign_in(page, running, "zhangwei")
+    sign_in(page, running, "audit")
 
     def withdrawals() -> list[dict[str, Any]]:
         return [e for e in running.record(page) if e["type"] == "inventory.withdrawal"]

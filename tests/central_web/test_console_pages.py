@@ -154,19 +154,55 @@ def test_an_ack_form_without_csrf_is_refused(make_client, gateway):
     assert gateway.sent == []
 
 
+def resolve_form(token: str, second: str = "p-1003", login: str = "li",
+                 password: str = PASSWORD) -> dict[str, str]:
+    return {"reason": "recount", "second": second, "second_login": login,
+            "second_password": password, "resolve_comment": "复称", "csrf": token}
+
+
 def test_resolving_from_the_page_names_me_and_the_second_person(make_client, gateway):
     client = make_client("zhang")
     token = csrf_of(client.get("/alarms").text)
-    client.post(
-        f"/alarms/{DEVICE}/A3-1/resolve",
-        data={"reason": "recount", "second": "p-1003", "resolve_comment": "复称", "csrf": token},
-    )
+    client.post(f"/alarms/{DEVICE}/A3-1/resolve", data=resolve_form(token))
     assert gateway.sent[0]["args"] == {
         "alarm": "A3-1",
         "reason": "recount",
         "persons": ["p-1001", "p-1003"],
         "comment": "复称",
     }
+
+
+@pytest.mark.parametrize(
+    ("second", "login", "password", "said"),
+    [
+        ("p-1003", "li", "wrong password!", "第二人的用户名或密码错误"),
+        ("p-1003", "li", "", "第二人须输入自己的用户名和密码"),
+        ("p-1003", "nobody", PASSWORD, "第二人的用户名或密码错误"),
+        ("p-1003", "zhang", PASSWORD, "不能是您本人"),  # my own account as the second
+        ("p-1003", "wang", PASSWORD, "不是所选的第二人"),  # someone else's account
+        ("p-4001", "audit", PASSWORD, "不是保管员或安全员"),  # an auditor never signs
+    ],
+)
+def test_a_resolve_whose_second_person_does_not_prove_it_is_not_sent(
+    make_client, gateway, second, login, password, said
+):
+    client = make_client("zhang")
+    token = csrf_of(client.get("/alarms").text)
+    answer = client.post(
+        f"/alarms/{DEVICE}/A3-1/resolve", data=resolve_form(token, second, login, password)
+    )
+    assert answer.status_code == 200 and "未发送" in answer.text and said in answer.text
+    assert gateway.sent == []
+
+
+def test_wrong_second_passwords_lock_that_account_like_the_sign_in_page(make_client, gateway):
+    client = make_client("zhang")
+    token = csrf_of(client.get("/alarms").text)
+    for _ in range(5):
+        client.post(f"/alarms/{DEVICE}/A3-1/resolve", data=resolve_form(token, password="guess1234"))
+    answer = client.post(f"/alarms/{DEVICE}/A3-1/resolve", data=resolve_form(token))
+    assert "错误次数过多" in answer.text
+    assert gateway.sent == []
 
 
 def test_the_resolve_form_offers_only_the_other_qualified_persons_by_name(make_client, record):
