@@ -17,12 +17,11 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from central.web import roles
-
 from central.web.api import send_command
 from central.web.auth import SignedIn, check_csrf
 from central.web.i18n import Words
-from central.web.render import flash, page_user
 from central.web.ports import ConsoleStore
+from central.web.render import flash, page_user
 from central.web.signin import safe_next
 from central.web.throttle import SignInThrottle
 
@@ -78,7 +77,8 @@ async def _second_signer(
     throttle: SignInThrottle = request.app.state.throttle
     if not login or not password:
         return say(
-            "第二人须输入自己的用户名和密码", "the second person enters their own username and password"
+            "第二人须输入自己的用户名和密码",
+            "the second person enters their own username and password",
         )
     wait_s = throttle.wait_s(login)
     if wait_s:
@@ -93,14 +93,17 @@ async def _second_signer(
         return say("第二人的用户名或密码错误", "the second person's username or password is wrong")
     throttle.succeeded(login)
     if account.person == who.person:
-        return say("第二人须是另一个人，不能是您本人", "the second person must be someone other than you")
+        return say(
+            "第二人须是另一个人，不能是您本人", "the second person must be someone other than you"
+        )
     if account.person != second:
         return say(
             f"账号 {login} 不是所选的第二人", f"the account {login} is not the chosen second person"
         )
     if not roles.may_cosign(account.role):
         return say(
-            f"账号 {login} 不是保管员或安全员", f"the account {login} is not a keeper or safety officer"
+            f"账号 {login} 不是保管员或安全员",
+            f"the account {login} is not a keeper or safety officer",
         )
     return None
 

@@ -199,7 +199,8 @@ def test_wrong_second_passwords_lock_that_account_like_the_sign_in_page(make_cli
     client = make_client("zhang")
     token = csrf_of(client.get("/alarms").text)
     for _ in range(5):
-        client.post(f"/alarms/{DEVICE}/A3-1/resolve", data=resolve_form(token, password="guess1234"))
+        guess = resolve_form(token, password="guess1234")
+        client.post(f"/alarms/{DEVICE}/A3-1/resolve", data=guess)
     answer = client.post(f"/alarms/{DEVICE}/A3-1/resolve", data=resolve_form(token))
     assert "错误次数过多" in answer.text
     assert gateway.sent == []
