@@ -72,7 +72,8 @@ async def _second_signer(
     sign for the books with `who`; otherwise why not, in one line. Wrong passwords count
     towards the same per-login lockout as the sign-in page: this form is no side door
     for guessing."""
-    say = request.state.words.say
+    words: Words = request.state.words
+    say = words.say
     store: ConsoleStore = request.app.state.store
     throttle: SignInThrottle = request.app.state.throttle
     if not login or not password:
