@@ -203,6 +203,23 @@ def test_a_keeper_approves_a_waiting_badge_as_the_second_person(page, console):
     assert (sent["name"], sent["args"], sent["by"]) == ("approve", {"person": "p-1002"}, "p-1001")
 
 
+def test_a_waiting_badge_left_alone_shows_expired_and_can_no_longer_be_approved(page, console):
+    console.emit("access.pending", {"person": "p-1002", "reader": "B",
+                                    "expires_at_ms": int(time.time() * 1000) + 2_500})
+    sign_in(page, console, "zhang")
+    page.goto(f"{console.server.url}/approvals")
+    waiting = page.locator(f'[data-pending="{DEVICE}/p-1002"]')
+    assert "秒后失效" in waiting.inner_text()
+    page.wait_for_selector(f'[data-pending="{DEVICE}/p-1002"].expired', timeout=5_000)
+    assert "已过期" in waiting.inner_text() and "秒后失效" not in waiting.inner_text()
+    assert waiting.locator('button[data-action="approve"]').is_disabled()
+    screenshot(page, "approval-expired")
+    # the next change of the record refreshes the page, and the expired request is gone
+    console.emit("alarm.raised", {"alarm": "A1-6", "kind": "leak"})
+    waiting.wait_for(state="detached", timeout=2_000)
+    assert console.gateway.sent == []
+
+
 def test_acknowledging_with_a_chinese_comment_signs_it_in_my_name(page, console):
     sign_in(page, console, "wang")
     page.goto(f"{console.server.url}/alarms")

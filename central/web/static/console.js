@@ -145,13 +145,22 @@
   document.querySelectorAll('[data-action="print"]').forEach((b) => b.addEventListener("click", () => window.print()));
 
   // ---- approvals: seconds left before a waiting badge expires ----
-  setInterval(() => {
+  // An expired request stays visible, greyed out and saying so, with its button disabled
+  // (the cabinet would refuse it anyway); the next refresh of the page drops it.
+  function countDown() {
     document.querySelectorAll("time[data-expires]").forEach((el) => {
-      const left = Math.max(0, Math.round((Number(el.dataset.expires) - Date.now()) / 1000));
+      const left = Math.max(0, Math.ceil((Number(el.dataset.expires) - Date.now()) / 1000));
       el.dataset.left = String(left);
       const shown = el.querySelector(".left");
-      if (shown) shown.textContent = left + (el.dataset.unit || " s");
-      el.classList.toggle("expired", left === 0);
+      const expired = left === 0;
+      if (shown) shown.textContent = expired ? el.dataset.expired || "expired" : left + (el.dataset.unit || " s");
+      el.classList.toggle("expired", expired);
+      const card = el.closest("[data-pending]");
+      if (!card || !expired) return;
+      card.classList.add("expired");
+      card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
     });
-  }, 1000);
+  }
+  countDown();
+  setInterval(countDown, 1000);
 })();
