@@ -21,6 +21,7 @@ from central.web.auth import SignedIn, check_csrf, from_request
 from central.web.command_args import ARGS, BadArgs, checked_args
 from central.web.i18n import Words
 from central.web.ledger_csv import ledger_csv
+from central.web.ledger_query import ledger_rows
 from central.web.ports import ConsoleStore, Gateway
 from central.web.present import row
 from central.web.settings import WebSettings
@@ -164,12 +165,8 @@ def ledger(
         since_ms, until_ms = ledger_filter(since, until, zone)
     except BadTime as error:
         raise HTTPException(400, error.message) from None
-    rows = store.ledger(
-        since_ms=since_ms,
-        until_ms=until_ms,
-        device=device or None,
-        container=container or None,
-        person=person or None,
+    rows = ledger_rows(
+        store, since_ms, until_ms, device or None, container or None, person or None
     )
     if format == "json":
         return [row(r) for r in rows]

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from central.web import roles
 from central.web.auth import from_request
 from central.web.command_args import RESOLVE_REASONS
+from central.web.ledger_query import ledger_rows
 from central.web.ports import ConsoleStore
 from central.web.present import local_today
 from central.web.render import page_user, render
@@ -180,12 +181,8 @@ def ledger(
     rows = []
     try:
         since_ms, until_ms = ledger_filter(since, until, settings.zone)
-        rows = store.ledger(
-            since_ms=since_ms,
-            until_ms=until_ms,
-            device=device or None,
-            container=container or None,
-            person=person or None,
+        rows = ledger_rows(
+            store, since_ms, until_ms, device or None, container or None, person or None
         )
     except BadTime as error:
         problem = error.message

@@ -30,7 +30,8 @@ def grams_plain(mg: int | None) -> str:
 
 
 def local_time(ms: int | None, zone: ZoneInfo, seconds: bool = True) -> str:
-    if ms is None:
+    # 0 is "never" (a cabinet not seen yet), not midnight of 1 January 1970
+    if not ms:
         return "—"
     try:
         moment = datetime.datetime.fromtimestamp(ms / 1000, zone)

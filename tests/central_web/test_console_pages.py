@@ -3,6 +3,7 @@ local time, grams and names."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import time
@@ -151,6 +152,29 @@ def test_acknowledging_from_the_page_sends_the_comment_in_my_name(make_client, g
 def test_an_ack_form_without_csrf_is_refused(make_client, gateway):
     answer = make_client("wang").post(f"/alarms/{DEVICE}/A3-1/ack", data={"comment": "x"})
     assert answer.status_code == 403
+    assert gateway.sent == []
+
+
+@pytest.mark.parametrize(
+    ("login", "path", "data"),
+    [
+        ("wang", f"/alarms/{DEVICE}/A3-1/ack", {"comment": "x"}),
+        ("zhang", f"/alarms/{DEVICE}/A3-1/resolve",
+         {"reason": "recount", "second": "p-1003", "second_login": "li",
+          "second_password": PASSWORD}),
+        ("zhang", f"/approvals/{DEVICE}/p-1002/approve", {}),
+        ("wang", f"/cabinets/{DEVICE}/snapshot", {}),
+    ],
+)
+@pytest.mark.parametrize("token", [None, "a-token-of-another-page"])
+def test_a_form_posted_without_its_csrf_token_is_refused(
+    make_client, gateway, login, path, data, token
+):
+    client = make_client(login)
+    client.get("/alarms")  # the session has its own token; the post does not carry it
+    sent = dict(data) if token is None else {**data, "csrf": token}
+    answer = client.post(path, data=sent, follow_redirects=False)
+    assert answer.status_code == 403 and "CSRF" in answer.text
     assert gateway.sent == []
 
 
@@ -377,3 +401,19 @@ def test_the_live_stream_says_when_the_database_is_away(make_client, record):
 def test_the_csv_link_keeps_a_filter_with_odd_characters_intact(make_client):
     html = make_client("audit").get("/ledger?container=c%26d%231").text
     assert 'href="/api/ledger?format=csv&amp;container=c%26d%231"' in html
+
+
+def test_the_ledger_finds_a_person_by_name_as_well_as_by_id(make_client):
+    client = make_client("audit")
+    for person in ("p-1002", "李娜", "李", "张伟"):
+        html = client.get(f"/ledger?person={person}").text
+        assert "氰化钠" in html and "12.500 g" in html, person
+    assert "12.500 g" not in client.get("/ledger?person=王值班").text  # not in that row
+    exported = client.get("/api/ledger?format=csv&person=李娜").content.decode("utf-8-sig")
+    assert "氰化钠" in exported  # the export holds the rows the page shows
+
+
+def test_a_cabinet_never_seen_says_so_rather_than_1970(make_client, record):
+    record.cabinet_rows[1] = dataclasses.replace(record.cabinet_rows[1], last_seen_ms=0)
+    html = make_client("wang").get("/cabinets/cab-bio-0007").text
+    assert "1970" not in html and "最近 —" in html

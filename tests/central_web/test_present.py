@@ -29,7 +29,13 @@ def test_grams_plain_reads_back_to_the_same_milligrams(mg):
 
 
 def test_local_time_is_the_configured_zone():
-    assert local_time(0, SHANGHAI) == "1970-01-01 08:00:00"
+    assert local_time(1_000, SHANGHAI) == "1970-01-01 08:00:01"
+    assert local_time(1_772_328_600_000, SHANGHAI, seconds=False) == "2026-03-01 09:30"
+
+
+def test_a_time_never_seen_reads_as_a_dash_not_1970():
+    assert local_time(0, SHANGHAI) == "—"
+    assert local_time(None, SHANGHAI) == "—"
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63))
