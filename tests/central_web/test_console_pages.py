@@ -417,3 +417,10 @@ def test_a_cabinet_never_seen_says_so_rather_than_1970(make_client, record):
     record.cabinet_rows[1] = dataclasses.replace(record.cabinet_rows[1], last_seen_ms=0)
     html = make_client("wang").get("/cabinets/cab-bio-0007").text
     assert "1970" not in html and "最近 —" in html
+
+
+def test_a_page_carries_the_change_mark_it_was_built_at(make_client, record):
+    html = make_client("wang").get("/alarms").text
+    assert f'data-mark="{record.change_mark()}"' in html
+    # the live stream's first mark is compared with it (static/console.js): a change
+    # stored after this page was built is newer, and the page fetches it at once
