@@ -134,7 +134,8 @@ def cabinet_policy(
     operator chose --unchecked; refuse when neither is given."""
     path, unchecked = params.pop("policy_path"), params.pop("unchecked")
     if unchecked:
-        if path is not None:
+        given = click.get_current_context().get_parameter_source("policy_path")
+        if path is not None and given is click.core.ParameterSource.COMMANDLINE:
             raise CentralError("--unchecked and --policy contradict each other: give one")
         click.echo(
             f"WARNING: --unchecked: nothing is checked against {device_id}'s policy before "
