@@ -226,6 +226,11 @@ def check_approve(rules: CabinetPolicy, person_id: str, by: str) -> None:
             "approval; the second person must badge at the cabinet"
         )
     waiting = rules.person("--person", person_id)
+    if not waiting.may_open(rules.device):
+        raise CentralError(
+            f"--person {person_id!r} cannot be waiting at {rules.device}: they may not open it "
+            f"(roles: {', '.join(waiting.roles)}; cabinets: {', '.join(waiting.cabinets)})"
+        )
     if by == person_id:
         raise CentralError("--by must be another person than --person (two persons)")
     approver = rules.qualified("--by", by)
