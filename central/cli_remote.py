@@ -1,8 +1,10 @@
 """The `cabinetctl` commands that talk to cabinets through the broker.
 
-policy push, approve, approve-withdrawal, ack, snapshot and resend each send one signed
-command and wait for the cabinet's verified answer (exit 0 applied, 3 rejected, 1 no
-answer). Attached to the main group by central.cli (`watch` is central.watch_cli).
+policy push, approve, approve-withdrawal, approve-disposal, ack, resolve, stocktake,
+snapshot and resend each send one signed command and wait for the cabinet's verified
+answer (exit 0 applied, 3 rejected, 1 no answer). The commands that name persons are
+first checked against the cabinet's policy (central.cli_checks). Attached to the main
+group by central.cli (`watch` is central.watch_cli).
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ from typing import Any
 
 import click
 
+from central.cli_checks import (
+    CabinetPolicy,
+    cabinet_policy,
+    check_approval,
+    check_approve,
+    check_two_signers,
+    free_text,
+    policy_check_options,
+)
 from central.commands import DEFAULT_TTL_S, MAX_TTL_S, AnswerWatch, IssuedCommand, issue
 from central.errors import EX_REJECTED, CentralError
 from central.mqtt import BrokerConnection
@@ -26,7 +37,7 @@ from central.options import (
     key_option,
 )
 from central.options import registry_option as registry_opt
-from central.policy_tools import load_policy_quietly, load_signed_policy
+from central.policy_tools import load_signed_policy
 from central.registry import load_registry, registry_path
 from central.timefmt import duration_s, grams_to_mg, utc_text
 from rules.command_args import RESOLVE_REASONS
@@ -111,46 +122,47 @@ def policy_push(signed: Path, **params: Any) -> None:
     send_and_wait(params, "policy", {"policy": document})
 
 
-# --- remote commands ------------------------------------------------------------------------
+# --- remote commands that name persons (checked against the policy before signing) ------
+
+
+def _policy(params: dict[str, Any]) -> CabinetPolicy | None:
+    """The cabinet's policy from --policy (or None with --unchecked); see central.cli_checks."""
+    return cabinet_policy(
+        params,
+        params["device_id"],
+        central_key(params["key"]).public,
+        registry_path(params["registry"]),
+        now_ms(),
+    )
 
 
 @click.command()
 @click.option("--person", required=True, help="id of the person waiting at the cabinet")
 @click.option(
-    "--by", required=True, help="policy person id of the approver (keeper or safety officer)"
+    "--by",
+    required=True,
+    help="policy person id of the approver: keeper or safety officer, pairing with "
+    "--person under the policy's pair rule",
 )
-@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
+@policy_check_options
 @command_options
-def approve(person: str, by: str, policy_file: Path | None, **params: Any) -> None:
+def approve(person: str, by: str, **params: Any) -> None:
     """Stand in remotely as the second person for PERSON's pending badge."""
     # The cabinet holds `by` to what a second badge would be (a valid person of its
-    # policy, keeper or safety officer, pairing with PERSON): say so here, before sending.
-    rules = load_policy_quietly(policy_file)
+    # policy, keeper or safety officer, pairing with PERSON): say so here, before signing.
+    rules = _policy(params)
     if rules is not None:
-        approver = rules.person_by_id(by)
-        if approver is None:
-            ids = ", ".join(
-                p.id for p in rules.person if {"keeper", "safety_officer"} & set(p.roles)
-            )
-            raise CentralError(
-                f"--by {by!r} is not a person id in {policy_file}; approvers there: {ids}"
-            )
-        if rules.person_by_id(person) is None:
-            raise CentralError(f"--person {person!r} is not a person id in {policy_file}")
-        if by == person:
-            raise CentralError("--by must be another person than --person (two persons)")
-        if not {"keeper", "safety_officer"} & set(approver.roles):
-            raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
-        if not approver.valid_at(now_ms()):
-            raise CentralError(f"--by {by!r} is suspended or outside their validity dates")
+        check_approve(rules, person, by)
     send_and_wait(params, "approve", {"person": person, "by": by})
 
 
 def approval_options(func: Any) -> Any:
     """What approve-withdrawal and approve-disposal both name: container, persons, by."""
     for option in (
-        click.option("--policy", "policy_file", type=EXISTING, help="check ids against it"),
-        click.option("--by", required=True, help="policy person id of the approver"),
+        policy_check_options,
+        click.option(
+            "--by", required=True, help="approver: policy person id, keeper or safety_officer"
+        ),
         click.option("--person", "persons", multiple=True, required=True, help="each person"),
         click.option("--container", required=True, help="container id"),
     ):
@@ -180,47 +192,37 @@ def approve_disposal(**options: Any) -> None:
 
 def _send_approval(name: str, options: dict[str, Any], **extra: int) -> None:
     container, persons, by = options.pop("container"), options.pop("persons"), options.pop("by")
+    purpose = options.pop("purpose")
     until = now_ms() + duration_s(options.pop("valid_for"), "--valid-for") * 1000
-    _check_approval(options.pop("policy_file"), container, persons, by)
+    free_text("--purpose", purpose)
+    rules = _policy(options)
+    if rules is not None:
+        check_approval(rules, container, persons, by)
     args = {
         "container": container,
         **extra,
         "persons": list(persons),
         "until_ms": until,
         "by": by,
-        "purpose": options.pop("purpose"),
+        "purpose": purpose,
     }
     send_and_wait(options, name, args)
 
 
-def _check_approval(
-    policy_file: Path | None, container: str, persons: tuple[str, ...], by: str
-) -> None:
-    """With a policy: the container and every person exist; `by` may approve."""
-    rules = load_policy_quietly(policy_file)
-    if rules is None:
-        return
-    if rules.container_by_id(container) is None:
-        raise CentralError(f"container {container!r} is not in {policy_file}")
-    unknown = [p for p in (*persons, by) if rules.person_by_id(p) is None]
-    if unknown:
-        raise CentralError(f"not in {policy_file}: {', '.join(unknown)}")
-    approver = rules.person_by_id(by)
-    if approver is not None and not {"keeper", "safety_officer"} & set(approver.roles):
-        raise CentralError(f"--by {by!r} is neither keeper nor safety_officer")
-
-
 @click.command()
 @click.argument("alarm_id")
-@click.option("--by", help="policy person id of who acknowledges (recorded)")
+@click.option("--by", required=True, help="policy person id of who acknowledges (any valid person)")
 @click.option("--comment", help="what was done or seen (recorded)")
+@policy_check_options
 @command_options
-def ack(alarm_id: str, by: str | None, comment: str | None, **params: Any) -> None:
+def ack(alarm_id: str, by: str, comment: str | None, **params: Any) -> None:
     """Acknowledge ALARM_ID: buzzer off; it stays open until its condition is gone (a
     discrepancy of the books until it is resolved)."""
-    args: dict[str, Any] = {"alarm": alarm_id}
-    if by is not None:
-        args["by"] = by
+    free_text("--comment", comment)
+    rules = _policy(params)
+    if rules is not None:
+        rules.person("--by", by)
+    args: dict[str, Any] = {"alarm": alarm_id, "by": by}
     if comment is not None:
         args["comment"] = comment
     send_and_wait(params, "ack", args)
@@ -231,21 +233,18 @@ def ack(alarm_id: str, by: str | None, comment: str | None, **params: Any) -> No
 @click.option("--reason", required=True, type=click.Choice(RESOLVE_REASONS), help="reason code")
 @click.option("--person", "persons", multiple=True, required=True, help="twice: the two persons")
 @click.option("--comment", help="what was found (required with --reason other)")
-@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
+@policy_check_options
 @command_options
 def resolve(
-    alarm_id: str,
-    reason: str,
-    persons: tuple[str, ...],
-    comment: str | None,
-    policy_file: Path | None,
-    **params: Any,
+    alarm_id: str, reason: str, persons: tuple[str, ...], comment: str | None, **params: Any
 ) -> None:
     """Resolve the discrepancy ALARM_ID: two keepers or safety officers set the book to
     the settled measured content (inventory.adjusted), then the alarm clears."""
     if reason == "other" and not comment:
         raise CentralError("--reason other needs a --comment saying what happened")
-    _two_signers(persons, policy_file)
+    free_text("--comment", comment)
+    check_two_signers(None, persons)
+    check_two_signers(_policy(params), persons)
     args: dict[str, Any] = {"alarm": alarm_id, "reason": reason, "persons": list(persons)}
     if comment is not None:
         args["comment"] = comment
@@ -254,27 +253,13 @@ def resolve(
 
 @click.command()
 @click.option("--person", "persons", multiple=True, required=True, help="twice: the two persons")
-@click.option("--policy", "policy_file", type=EXISTING, help="check both ids against this policy")
+@policy_check_options
 @command_options
-def stocktake(persons: tuple[str, ...], policy_file: Path | None, **params: Any) -> None:
+def stocktake(persons: tuple[str, ...], **params: Any) -> None:
     """Two keepers or safety officers attest the stock now (inventory.stocktake)."""
-    _two_signers(persons, policy_file)
+    check_two_signers(None, persons)
+    check_two_signers(_policy(params), persons)
     send_and_wait(params, "stocktake", {"persons": list(persons)})
-
-
-def _two_signers(persons: tuple[str, ...], policy_file: Path | None) -> None:
-    """Two different persons, keepers or safety officers of the policy (when given)."""
-    if len(persons) != 2 or persons[0] == persons[1]:
-        raise CentralError("--person must name two different persons (双人记账)")
-    rules = load_policy_quietly(policy_file)
-    if rules is None:
-        return
-    for person_id in persons:
-        person = rules.person_by_id(person_id)
-        if person is None:
-            raise CentralError(f"--person {person_id!r} is not a person id in {policy_file}")
-        if not {"keeper", "safety_officer"} & set(person.roles):
-            raise CentralError(f"--person {person_id!r} is neither keeper nor safety_officer")
 
 
 @click.command()

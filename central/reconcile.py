@@ -52,6 +52,8 @@ class RecordLine:
     what: str  # the container (or the stocktake's outcome)
     amount_g: str
     persons: str  # both, by name
+    approver: str  # who approved it (a disposal's `by`), by name; "" if no approval
+    purpose: str  # the approval's purpose (用途), "" if none
     seq: int
 
 
@@ -146,6 +148,8 @@ def daily_report(
                 _labelled(r.container, names.container(r.container, r.name)),
                 grams(r.amount_mg),
                 people(r.device, r.persons),
+                people(r.device, (r.approver,)) if r.approver else "",
+                r.purpose or "",
                 r.seq,
             ),
         )
@@ -156,7 +160,8 @@ def daily_report(
         outcome = "all ok" if s.all_ok else "off: " + ", ".join(s.off)
         what = f"{s.slots} slots, {outcome}"
         who = people(s.device, s.persons)
-        line = RecordLine(local_text(s.ts_ms, tz), s.device, "stocktake", what, "", who, s.seq)
+        when = local_text(s.ts_ms, tz)
+        line = RecordLine(when, s.device, "stocktake", what, "", who, "", "", s.seq)
         timed.append((s.ts_ms, line))
     records = [line for _, line in sorted(timed, key=lambda t: (t[0], t[1].cabinet, t[1].seq))]
     as_of = min(now_ms, end)
@@ -203,9 +208,13 @@ def render_text(report: DailyReport) -> str:
         books.append((c.cabinet, c.container, c.name, c.opening_g, *moved, *ends))
     out += _table(books) if report.containers else ["  none"]
     out += ["", f"Records of the day: {len(report.records)}"]
-    records: list[tuple[str, ...]] = [("time", "cabinet", "record", "what", "g", "persons")]
+    records: list[tuple[str, ...]] = [
+        ("time", "cabinet", "record", "what", "g", "persons", "approved by", "purpose")
+    ]
     for r in report.records:
-        records.append((r.time, r.cabinet, r.record, r.what, r.amount_g, r.persons))
+        records.append(
+            (r.time, r.cabinet, r.record, r.what, r.amount_g, r.persons, r.approver, r.purpose)
+        )
     out += _table(records) if report.records else []
     out += ["", f"Open discrepancies: {len(report.discrepancies)}"]
     open_ones: list[tuple[str, ...]] = [("cabinet", "alarm", "kind", "since", "open for", "by")]

@@ -85,9 +85,21 @@ def problems_from(exc: ValidationError, text: str = "") -> list[Problem]:
             match = re.match(r"^([a-z_]+)\[(\d+)\]\.([a-z_]+)\b", message)
             if match:
                 loc = (match.group(1), int(match.group(2)), match.group(3))
-        key = dotted(loc)
-        problems.append(Problem(key, message, locate(text, loc) if text else None))
+        line = locate(text, loc) if text else None
+        named = _NAMED_FIELD.match(message)
+        if named and text:
+            # A nested model's own check ("lock_relay: GPIO 5 is ...") names its field:
+            # point at that field's line, as a field's own error would (file:line: key:).
+            parts = named.group(1).split(".")
+            field_line = locate(text, (*loc, parts[0]))
+            if field_line is not None:
+                loc, line = (*loc, *parts), field_line
+                message = message[named.end() :]
+        problems.append(Problem(dotted(loc), message, line))
     return problems
+
+
+_NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
 
 
 def dotted(loc: Sequence[int | str]) -> str:

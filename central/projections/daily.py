@@ -84,6 +84,8 @@ def reconcile(
             sums[r.kind] = sums.get(r.kind, 0) + r.amount_mg
         last = last_weighing.get(key)
         weighing = last if last is not None and last.ts_ms >= start_ms else None
+        if not today and weighing is None and before and before[-1].kind == "disposed":
+            continue  # it left for good on an earlier day: nothing of it is here to weigh
         if before:
             opening = before[-1].book_mg
         elif today:

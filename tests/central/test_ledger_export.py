@@ -91,6 +91,8 @@ def five_doubles_store(tmp_path: Path, chinese_policy: Path) -> tuple[Path, Path
     # the names the centre knows from its policies directory (as `cabinet-central serve` does)
     with Store.open(f"sqlite:///{store}") as central:
         policy = tomllib.loads(chinese_policy.read_text(encoding="utf-8"))
+        # version 8 (sent in the day's scene) adds the delivery of arsenic trioxide
+        policy["container"].append({"id": "c-As2O3-01", "name": "三氧化二砷", "cas": "1327-53-3"})
         central.set_policy_names("cab-chem-0042", policy)
     return store, registry
 
@@ -182,6 +184,22 @@ def test_export_csv_has_a_bom_chinese_names_purpose_and_approver(
     assert withdrawal["amount_g"] == "18.000"
     adjusted = next(r for r in table if r["action"] == "adjusted")
     assert (adjusted["person_1_name"], adjusted["person_2_name"]) == ("张伟", "王芳")
+    received = next(r for r in table if r["action"] == "received")
+    assert (received["person_1_name"], received["person_2_name"]) == ("张伟", "李娜")
+    assert (received["container"], received["container_name"]) == ("c-As2O3-01", "三氧化二砷")
+    assert (received["amount_g"], received["book_g"], received["cas"]) == (
+        "100.000",
+        "100.000",
+        "1327-53-3",
+    )
+    assert (received["approver"], received["approval"]) == ("", "none")  # no approval needed
+    disposed = next(r for r in table if r["action"] == "disposed")
+    assert (disposed["person_1"], disposed["person_2"]) == ("p-1001", "p-1002")
+    assert (disposed["person_1_name"], disposed["person_2_name"]) == ("张伟", "李娜")
+    assert (disposed["approver"], disposed["approver_name"]) == ("p-1003", "王芳")
+    assert disposed["purpose"] == "包装破损，交危废处置单位"
+    assert disposed["approval"] == "scenario-line-21"
+    assert (disposed["amount_g"], disposed["book_g"]) == ("100.000", "0.000")
 
 
 def test_daily_report_is_by_local_day_with_the_records_of_the_five_doubles(
@@ -199,19 +217,40 @@ def test_daily_report_is_by_local_day_with_the_records_of_the_five_doubles(
     first = report("2026-11-22")
     assert first["tz"] == "Asia/Shanghai"
     assert [(r["record"], r["time"]) for r in first["records"]] == [
-        ("adjusted", "2026-11-22 17:01:00+08:00")
+        ("adjusted", "2026-11-22 17:01:00+08:00"),
+        ("received", "2026-11-22 17:03:35+08:00"),
+        ("disposed", "2026-11-22 17:05:25+08:00"),
     ]
-    assert first["records"][0]["persons"] == "张伟, 王芳"
+    adjusted, received, disposed = first["records"]
+    assert adjusted["persons"] == "张伟, 王芳"
+    assert (received["what"], received["amount_g"]) == ("c-As2O3-01 三氧化二砷", "100.000")
+    assert (received["persons"], received["approver"], received["purpose"]) == (
+        "张伟, 李娜",
+        "",
+        "",
+    )
+    assert (disposed["what"], disposed["amount_g"]) == ("c-As2O3-01 三氧化二砷", "100.000")
+    assert (disposed["persons"], disposed["approver"]) == ("张伟, 李娜", "王芳")
+    assert disposed["purpose"] == "包装破损，交危废处置单位"
     books = {c["container"]: c for c in first["containers"]}
     assert books["c-NaCN-01"]["withdrawn_g"] == "18.000"
     assert books["c-NaCN-01"]["closing_g"] == "482.000"
     assert not books["c-NaCN-01"]["weighed"] and books["c-NaCN-01"]["measured_g"] == ""
+    delivered = books["c-As2O3-01"]  # in and out for good the same day: the book is empty
+    assert (delivered["received_g"], delivered["disposed_g"]) == ("100.000", "100.000")
+    assert (delivered["opening_g"], delivered["closing_g"], delivered["ok"]) == (
+        "0.000",
+        "0.000",
+        True,
+    )
     # 2026-11-22T17:00Z is already the 23rd in Shanghai: the stocktake is that day's record
     second = report("2026-11-23")
     (stocktake,) = second["records"]
     assert stocktake["record"] == "stocktake" and stocktake["time"].startswith("2026-11-23 01:00")
     assert stocktake["what"] == "2 slots, off: c-KMnO4-01"
-    assert all(c["weighed"] for c in second["containers"])  # the stocktake weighed both
+    # the stocktake weighed both; the arsenic trioxide, gone for good, is no longer listed
+    assert [c["container"] for c in second["containers"]] == ["c-KMnO4-01", "c-NaCN-01"]
+    assert all(c["weighed"] for c in second["containers"])
     (open_one,) = second["open_discrepancies"]
     assert (open_one["kind"], open_one["alarm"]) == ("mass_unexplained", "A1-2")
     assert open_one["age"] == "30h58m"  # since 17:01:45 local on the 22nd, to the 23rd's end
@@ -229,7 +268,12 @@ def test_daily_report_is_by_local_day_with_the_records_of_the_five_doubles(
         "--format",
         "json",
     )
-    assert [r["record"] for r in json.loads(utc_day.output)["records"]] == ["adjusted", "stocktake"]
+    assert [r["record"] for r in json.loads(utc_day.output)["records"]] == [
+        "adjusted",
+        "received",
+        "disposed",
+        "stocktake",
+    ]
     text = run(
         "report",
         "daily",
@@ -241,6 +285,18 @@ def test_daily_report_is_by_local_day_with_the_records_of_the_five_doubles(
         "2026-11-23",
     ).output
     assert "ATTENTION NEEDED" in text and "Open discrepancies: 1" in text and "张伟" in text
+    first_text = run(
+        "report",
+        "daily",
+        "--store",
+        str(store),
+        "--registry",
+        str(registry),
+        "--date",
+        "2026-11-22",
+    ).output
+    (line,) = [x for x in first_text.splitlines() if x.startswith("2026") and " disposed " in x]
+    assert "张伟, 李娜" in line and "王芳" in line and line.endswith("包装破损，交危废处置单位")
 
 
 def test_import_is_all_or_nothing_and_verify_finds_a_tampered_store(tmp_path: Path) -> None:

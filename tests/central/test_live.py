@@ -30,6 +30,8 @@ from tests.central.cabinet import FakeCabinet, forge, write_registry
 from tests.central.fake_device import FakeDevice
 from tests.support.broker import Broker
 
+POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
+
 pytestmark = pytest.mark.realpart
 
 CABINETCTL = str(Path(sys.executable).parent / "cabinetctl")
@@ -44,7 +46,13 @@ class Setup:
         self.key_file.chmod(0o600)
         self.cabinet = FakeCabinet("cab-1", "lab")
         self.registry = write_registry(tmp / "devices.toml", self.cabinet)
+        # cab-1's policy (the example's persons), found by every command through the env
+        self.policy = tmp / "policy-cab-1.toml"
+        self.policy.write_text(
+            POLICY.read_text().replace('cabinet = "cab-chem-0042"', 'cabinet = "cab-1"')
+        )
         self.env = {
+            "CABINETCTL_POLICY": str(self.policy),
             "CABINETCTL_REGISTRY": str(self.registry),
             "CABINETCTL_KEY": str(self.key_file),
             "CABINETCTL_BROKER": broker.url,
@@ -186,7 +194,7 @@ def test_commands_wait_for_the_verified_answer_and_ignore_a_forged_one(
 ) -> None:
     runner = CliRunner(env=setup.env)
     device.forge_first = FakeCabinet("cab-1", "lab")
-    acked = runner.invoke(cli, ["ack", "A1-7", "--device", "cab-1"])
+    acked = runner.invoke(cli, ["ack", "A1-7", "--device", "cab-1", "--by", "p-1002"])
     assert acked.exit_code == 0, acked.output
     assert "WARNING: an answer to nonce" in acked.stderr and "does not verify" in acked.stderr
     assert acked.stdout.startswith("cab-1: ack applied [command.applied seq 1]")

@@ -302,7 +302,10 @@ def test_projections_do_not_depend_on_the_order_of_arrival(store: Store, seed: i
 
 
 def test_receipt_disposal_stocktake_and_tap_out_are_projected(store: Store, feed: Feeder) -> None:
-    """The vocabulary the agent does not emit yet, hand-signed (docs/protocol.md, "Vocabulary")."""
+    """The agent's receipt, disposal, stocktake and tap-out events, hand-signed here in the
+    shapes it emits (docs/protocol.md, "Vocabulary"), each projected on its own; the same
+    events from the real agent core are exported and reported end to end in
+    tests/central/test_ledger_export.py (the day of the five doubles)."""
     cab = FakeCabinet()
     cab.emit(
         "access.granted",
@@ -330,16 +333,15 @@ def test_receipt_disposal_stocktake_and_tap_out_are_projected(store: Store, feed
     cab.emit(
         "command.applied",
         {
+            # as the agent records an applied command: its args flat beside name and nonce
             "name": "approve_disposal",
             "nonce": "n-8",
             "reason": None,
-            "args": {
-                "container": "c-NaCN-01",
-                "persons": PAIR,
-                "by": "p-2001",
-                "purpose": "expired stock",
-                "until_ms": DAY0_MS + 10**7,
-            },
+            "container": "c-NaCN-01",
+            "persons": PAIR,
+            "by": "p-2001",
+            "purpose": "expired stock",
+            "until_ms": DAY0_MS + 10**7,
         },
     )
     cab.emit(
@@ -351,7 +353,7 @@ def test_receipt_disposal_stocktake_and_tap_out_are_projected(store: Store, feed
             "container": "c-NaCN-01",
             "cas": "143-33-9",
             "book_mg": 120000,
-            "approval": {"nonce": "n-8"},
+            "approval": {"nonce": "n-8", "by": "p-2001"},
             "purpose": "expired stock",
         },
     )

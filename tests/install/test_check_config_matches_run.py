@@ -139,15 +139,15 @@ def tls_with(cert: bytes) -> Callable[[Cabinet], None]:
 BROKEN: dict[str, tuple[Callable[[Cabinet], None], str]] = {
     "lock relay on a pin pulled up at power-on": (
         relay("lock_relay = { pin = 5 }"),
-        "hardware.gpio: lock_relay: GPIO 5 is pulled up at power-on",
+        "hardware.gpio.lock_relay: GPIO 5 is pulled up at power-on",
     ),
     "lock relay active-low": (
         relay("lock_relay = { pin = 24, active_high = false }"),
-        "lock_relay: an active-low relay on GPIO 24 pulls in",
+        "hardware.gpio.lock_relay: an active-low relay on GPIO 24 pulls in",
     ),
     "lock relay on the UART's transmit line": (
         relay("lock_relay = { pin = 14 }"),
-        "lock_relay: GPIO 14 may be the UART at boot",
+        "hardware.gpio.lock_relay: GPIO 14 may be the UART at boot",
     ),
     "lock relay driven by two drivers": (
         set_attr(wiring=WIRING + "[hardware.sim]\nenabled = true\n"),
@@ -199,6 +199,29 @@ def test_check_config_and_run_refuse_a_broken_config_with_the_same_message(
     assert message in checked.stderr, checked.stderr
     assert checked.stderr == ran.stderr
     assert "Traceback" not in checked.stderr + ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("wiring", "key"),
+    [
+        ("lock_relay = { pin = 5 }", "hardware.gpio.lock_relay"),
+        ("lock_relay = { pin = 24, active_high = false }", "hardware.gpio.lock_relay"),
+        ("lock_relay = { pin = 14 }", "hardware.gpio.lock_relay"),
+        ("lock_relay = { pin = 17 }", "hardware.gpio.lock_relay.pin"),  # the door's pin
+    ],
+)
+def test_a_refused_lock_relay_pin_is_named_by_file_and_line_like_any_config_error(
+    tmp_path: Path, wiring: str, key: str
+) -> None:
+    cabinet = provisioned(tmp_path)
+    relay(wiring)(cabinet)
+    path = cabinet.write()
+    (number,) = [
+        n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(wiring)
+    ]
+    checked = agent("check-config", str(path))
+    assert checked.returncode == EX_CONFIG
+    assert f"\n{path}:{number}: {key}: " in checked.stderr, checked.stderr
 
 
 def test_an_outbox_signed_with_another_key_is_refused_by_both(tmp_path: Path) -> None:
