@@ -196,7 +196,10 @@ class McuLink:
     def _open_port(self) -> bool:
         try:
             port = serial.Serial(
-                self.port, self.baudrate, timeout=self.READ_TIMEOUT_S, write_timeout=1.0,
+                self.port,
+                self.baudrate,
+                timeout=self.READ_TIMEOUT_S,
+                write_timeout=1.0,
                 exclusive=True,  # two agents driving one lock relay must be impossible
             )
         except (serial.SerialException, OSError) as exc:
@@ -312,10 +315,16 @@ class McuLink:
             self.info = message
             self._reported_down = False
             if message.failsafe_ms < 2 * self.heartbeat_ms:
-                log.error("mcu_link.heartbeat_too_slow", heartbeat_ms=self.heartbeat_ms,
-                          mcu_failsafe_ms=message.failsafe_ms)
-            log.info("mcu_link.up", firmware=f"{message.fw_major}.{message.fw_minor}."
-                     f"{message.fw_patch}", slots=message.slot_count)
+                log.error(
+                    "mcu_link.heartbeat_too_slow",
+                    heartbeat_ms=self.heartbeat_ms,
+                    mcu_failsafe_ms=message.failsafe_ms,
+                )
+            log.info(
+                "mcu_link.up",
+                firmware=f"{message.fw_major}.{message.fw_minor}.{message.fw_patch}",
+                slots=message.slot_count,
+            )
             out.append(LinkUp(message))
         elif isinstance(message, Heartbeat):
             previous, self._mcu_uptime_ms = self._mcu_uptime_ms, message.uptime_ms

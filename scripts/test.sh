@@ -34,7 +34,7 @@ if [ "${1:-}" = --target ]; then
     exec scripts/target-arm64.sh
 fi
 
-echo "== ruff";  .venv/bin/ruff check .
+echo "== ruff";  .venv/bin/ruff check . && .venv/bin/ruff format --check --output-format concise .
 echo "== mypy";  .venv/bin/mypy agent config rules drivers firmware_bridge central
 echo "== pytest"
 set +e

@@ -4,9 +4,7 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--long", action="store_true", help="run the long torture and fuzz modes too"
-    )
+    parser.addoption("--long", action="store_true", help="run the long torture and fuzz modes too")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -32,7 +32,13 @@ T = TypeVar("T")
 
 CABINET_FIELDS = ("device", "site", "online", "boot", "last_seq", "last_seen_ms", "open_alarms")
 ALARM_FIELDS = (
-    "device", "alarm", "kind", "raised_ms", "acked_by", "ack_comment", "cleared_ms",
+    "device",
+    "alarm",
+    "kind",
+    "raised_ms",
+    "acked_by",
+    "ack_comment",
+    "cleared_ms",
     "clear_reason",
 )
 BOOK_FIELDS = ("device", "slot", "container", "cas", "book_mg", "measured_mg", "as_of_seq")
@@ -165,9 +171,7 @@ def ledger(
         since_ms, until_ms = ledger_filter(since, until, zone)
     except BadTime as error:
         raise HTTPException(400, error.message) from None
-    rows = ledger_rows(
-        store, since_ms, until_ms, device or None, container or None, person or None
-    )
+    rows = ledger_rows(store, since_ms, until_ms, device or None, container or None, person or None)
     if format == "json":
         return [row(r) for r in rows]
     words: Words = request.state.words
@@ -215,9 +219,7 @@ async def send_command(
 ) -> dict[str, Any]:
     """Check, sign as the signed-in person, send, and wait for the cabinet's verified answer."""
     if name not in ARGS:
-        raise HTTPException(
-            404, f"unknown command {name!r}: one of {', '.join(sorted(ARGS))}"
-        )
+        raise HTTPException(404, f"unknown command {name!r}: one of {', '.join(sorted(ARGS))}")
     if not roles.may_command(who.role, name):
         raise HTTPException(403, f"role {who.role!r} may not send {name!r}")
     store = store_of(request)

@@ -141,7 +141,9 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         request.app.state.log.error(
-            "web.unexpected_error", path=request.url.path, error=type(error).__name__,
+            "web.unexpected_error",
+            path=request.url.path,
+            error=type(error).__name__,
             exc_info=True,
         )
         return JSONResponse({"error": "internal error (logged); nothing was changed"}, 500)

@@ -77,7 +77,12 @@ class _TwoPersons(_Args):
 class Resolve(_TwoPersons):
     alarm: AlarmId
     reason: Literal[
-        "recount", "evaporation", "spill", "scale_fault", "delivery_error", "theft_reported",
+        "recount",
+        "evaporation",
+        "spill",
+        "scale_fault",
+        "delivery_error",
+        "theft_reported",
         "other",
     ]
     comment: FreeText | None = None

@@ -40,7 +40,10 @@ def ledger_rows(
     ids = person_ids(store, person, device)
     if len(ids) == 1:
         return store.ledger(
-            since_ms=since_ms, until_ms=until_ms, device=device, container=container,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            device=device,
+            container=container,
             person=ids.pop(),
         )
     rows = store.ledger(since_ms=since_ms, until_ms=until_ms, device=device, container=container)

@@ -43,7 +43,12 @@ async def login(
     if wait_s:
         request.app.state.log.warning("console.sign_in_throttled", login=username[:64])
         return render(
-            request, "login.html", None, status_code=429, next=safe_next(next), failed=False,
+            request,
+            "login.html",
+            None,
+            status_code=429,
+            next=safe_next(next),
+            failed=False,
             wait_s=wait_s,
         )
     user = await run_in_threadpool(store.check_password, username, password) if username else None

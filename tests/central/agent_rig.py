@@ -2,7 +2,6 @@
 processes on a real mosquitto: a cabinet agent, a watching operator, and the rig that
 holds them (the `rig` fixture is in conftest.py)."""
 
-
 from __future__ import annotations
 
 import json
@@ -340,5 +339,3 @@ def policy_copy(tmp: Path, name: str, *changes: tuple[str, str]) -> Path:
     path = tmp / name
     path.write_text(text)
     return path
-
-

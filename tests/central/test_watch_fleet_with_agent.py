@@ -1,7 +1,6 @@
 """An operator watching several real cabinets (real `cabinet-agent run` processes on a real
 mosquitto) sees every alarm live and verified, each under its own cabinet."""
 
-
 from __future__ import annotations
 
 import pytest

@@ -69,8 +69,20 @@ def fill(record: MemoryRecord) -> None:
     ]
     record.ledger_rows.append(
         LedgerRow(
-            WITHDRAWAL_MS, DEVICE, "s-77", "withdrawal", "c-NaCN-01", "143-33-9", "氰化钠",
-            12_500, 487_500, ["p-1001", "p-1002"], None, None, "=实验课 HYPERLINK", 117,
+            WITHDRAWAL_MS,
+            DEVICE,
+            "s-77",
+            "withdrawal",
+            "c-NaCN-01",
+            "143-33-9",
+            "氰化钠",
+            12_500,
+            487_500,
+            ["p-1001", "p-1002"],
+            None,
+            None,
+            "=实验课 HYPERLINK",
+            117,
         )
     )
     record.quarantine_rows.append(

@@ -20,8 +20,13 @@ def test_an_operator_acknowledges_in_their_own_name(make_client, gateway):
     assert answer.status_code == 200
     assert answer.json() == {"result": "applied", "reason": None, "seq": 42}
     assert gateway.sent == [
-        {"device": DEVICE, "name": "ack", "args": {"alarm": "A3-1", "comment": "已到现场"},
-         "by": "p-3001", "timeout_s": 10.0}
+        {
+            "device": DEVICE,
+            "name": "ack",
+            "args": {"alarm": "A3-1", "comment": "已到现场"},
+            "by": "p-3001",
+            "timeout_s": 10.0,
+        }
     ]
 
 
@@ -34,7 +39,9 @@ def test_the_cabinets_refusal_and_silence_are_passed_on(make_client, gateway):
     client = make_client("wang", token=True)
     gateway.answer = CommandAnswer("rejected", "unknown_alarm", 77)
     assert client.post(ACK, json={"alarm": "A9-9"}).json() == {
-        "result": "rejected", "reason": "unknown_alarm", "seq": 77
+        "result": "rejected",
+        "reason": "unknown_alarm",
+        "seq": 77,
     }
     gateway.answer = CommandAnswer("timeout", None, None)
     assert client.post(ACK, json={"alarm": "A9-9"}).json()["result"] == "timeout"
@@ -60,10 +67,11 @@ def test_an_auditor_sends_no_command_at_all(make_client, gateway, name):
         ("approve", {"person": "p-1002"}),
         ("resolve", {"alarm": "A3-1", "reason": "recount", "persons": ["p-3001", "p-1001"]}),
         ("stocktake", {"persons": ["p-3001", "p-1001"]}),
-        ("approve_withdrawal", {"container": "c", "max_mg": 1, "persons": ["p-1"],
-                                "until_ms": 1, "purpose": "x"}),
-        ("approve_disposal", {"container": "c", "persons": ["p-1"], "until_ms": 1,
-                              "purpose": "x"}),
+        (
+            "approve_withdrawal",
+            {"container": "c", "max_mg": 1, "persons": ["p-1"], "until_ms": 1, "purpose": "x"},
+        ),
+        ("approve_disposal", {"container": "c", "persons": ["p-1"], "until_ms": 1, "purpose": "x"}),
     ],
 )
 def test_an_operator_may_not_resolve_or_approve(make_client, gateway, name, args):
@@ -105,16 +113,24 @@ def test_a_safety_officer_approves_a_waiting_badge(make_client, gateway):
         ("ack", {"alarm": "A3-1", "comment": "x" * 501}, "comment"),
         ("ack", {"alarm": "A3-1", "extra": 1}, "extra"),
         ("ack", [1, 2], "JSON object"),
-        ("resolve", {"alarm": "A3-1", "reason": "lost", "persons": ["p-1001", "p-1003"]},
-         "reason"),
-        ("resolve", {"alarm": "A3-1", "reason": "other", "persons": ["p-1001", "p-1003"]},
-         "needs a comment"),
-        ("resolve", {"alarm": "A3-1", "reason": "spill", "persons": ["p-1001", "p-1001"]},
-         "two different people"),
+        ("resolve", {"alarm": "A3-1", "reason": "lost", "persons": ["p-1001", "p-1003"]}, "reason"),
+        (
+            "resolve",
+            {"alarm": "A3-1", "reason": "other", "persons": ["p-1001", "p-1003"]},
+            "needs a comment",
+        ),
+        (
+            "resolve",
+            {"alarm": "A3-1", "reason": "spill", "persons": ["p-1001", "p-1001"]},
+            "two different people",
+        ),
         ("resend", {"from_seq": 10, "to_seq": 2}, "to_seq"),
         ("resend", {"from_seq": "1", "to_seq": 2}, "from_seq"),
-        ("approve_withdrawal", {"container": "c", "max_mg": "1", "persons": ["p-1"],
-                                "until_ms": 1, "purpose": "x"}, "max_mg"),
+        (
+            "approve_withdrawal",
+            {"container": "c", "max_mg": "1", "persons": ["p-1"], "until_ms": 1, "purpose": "x"},
+            "max_mg",
+        ),
     ],
 )
 def test_bad_arguments_are_422_and_nothing_is_signed(make_client, gateway, name, body, says):

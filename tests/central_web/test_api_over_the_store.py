@@ -31,14 +31,21 @@ def a_withdrawal_and_an_alarm(cab: FakeCabinet) -> None:
     cab.emit("system.started", {"version": "1", "boot": 1, "resumed_from_seq": 0})
     cab.emit(
         "access.granted",
-        {"persons": ["p-1001", "p-1002"], "readers": ["A", "B"], "mode": "local",
-         "session": "s-1"},
+        {"persons": ["p-1001", "p-1002"], "readers": ["A", "B"], "mode": "local", "session": "s-1"},
     )
     cab.emit(
         "inventory.withdrawal",
-        {"session": "s-1", "persons": ["p-1001", "p-1002"], "slot": 3,
-         "container": "c-NaCN-01", "cas": "143-33-9", "amount_mg": 12_500,
-         "book_mg": 487_500, "approval": None, "purpose": None},
+        {
+            "session": "s-1",
+            "persons": ["p-1001", "p-1002"],
+            "slot": 3,
+            "container": "c-NaCN-01",
+            "cas": "143-33-9",
+            "amount_mg": 12_500,
+            "book_mg": 487_500,
+            "approval": None,
+            "purpose": None,
+        },
     )
     cab.emit("alarm.raised", {"alarm": "A1-1", "kind": "door_held_open"})
 
@@ -101,7 +108,13 @@ def test_the_ledger_csv_holds_the_withdrawal_by_name_in_grams(api):
     rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
     assert len(rows) == 2
     assert rows[1][2:9] == [
-        "领用", "c-NaCN-01", "氰化钠", "143-33-9", "12.500", "487.500", "张伟 + 李娜"
+        "领用",
+        "c-NaCN-01",
+        "氰化钠",
+        "143-33-9",
+        "12.500",
+        "487.500",
+        "张伟 + 李娜",
     ]
     assert rows[1][0].startswith("2026-11-22 17:00")
 

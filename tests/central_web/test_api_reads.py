@@ -69,8 +69,13 @@ def test_an_unknown_token_is_refused(make_client):
 def test_cabinets_answer_exactly_the_contract_fields(make_client):
     rows = make_client("wang", token=True).get("/api/cabinets").json()
     assert rows[0] == {
-        "device": DEVICE, "site": "lab", "online": True, "boot": 3, "last_seq": 120,
-        "last_seen_ms": WITHDRAWAL_MS, "open_alarms": 1,
+        "device": DEVICE,
+        "site": "lab",
+        "online": True,
+        "boot": 3,
+        "last_seq": 120,
+        "last_seen_ms": WITHDRAWAL_MS,
+        "open_alarms": 1,
     }
 
 
@@ -85,7 +90,13 @@ def test_alarms_open_and_all_and_by_device(make_client, record):
     every = client.get(f"/api/alarms?state=all&device={DEVICE}").json()
     assert [a["alarm"] for a in every] == ["A3-1", "A2-4"]
     assert set(every[1]) == {
-        "device", "alarm", "kind", "raised_ms", "acked_by", "ack_comment", "cleared_ms",
+        "device",
+        "alarm",
+        "kind",
+        "raised_ms",
+        "acked_by",
+        "ack_comment",
+        "cleared_ms",
         "clear_reason",
     }
     assert every[1]["ack_comment"] == "关门"
@@ -110,8 +121,12 @@ def test_events_are_the_stored_bytes_unchanged(make_client, record):
 
 @pytest.mark.parametrize(
     "query",
-    ["device=cab-chem-0042&from_seq=abc", "device=cab-chem-0042&limit=0", "from_seq=1",
-     "device=cab-chem-0042&limit=100000"],
+    [
+        "device=cab-chem-0042&from_seq=abc",
+        "device=cab-chem-0042&limit=0",
+        "from_seq=1",
+        "device=cab-chem-0042&limit=100000",
+    ],
 )
 def test_events_with_bad_paging_are_422(make_client, query):
     answer = make_client("audit", token=True).get(f"/api/events?{query}")
@@ -126,8 +141,15 @@ def test_events_of_an_unknown_device_are_404(make_client):
 def test_books_answer_the_contract_fields(make_client):
     rows = make_client("audit", token=True).get(f"/api/books?device={DEVICE}").json()
     assert rows == [
-        {"device": DEVICE, "slot": 3, "container": "c-NaCN-01", "cas": "143-33-9",
-         "book_mg": 487_500, "measured_mg": 487_400, "as_of_seq": 118}
+        {
+            "device": DEVICE,
+            "slot": 3,
+            "container": "c-NaCN-01",
+            "cas": "143-33-9",
+            "book_mg": 487_500,
+            "measured_mg": 487_400,
+            "as_of_seq": 118,
+        }
     ]
 
 

@@ -185,14 +185,18 @@ def test_a_keeper_resolves_a_discrepancy_once_the_second_person_signs_in_to_it(p
     page.wait_for_selector(".flash.good")
     assert console.gateway.sent[-1]["name"] == "resolve"
     assert console.gateway.sent[-1]["args"] == {
-        "alarm": "A1-4", "reason": "evaporation", "persons": ["p-1001", "p-1003"],
+        "alarm": "A1-4",
+        "reason": "evaporation",
+        "persons": ["p-1001", "p-1003"],
         "comment": "夏季挥发，复称确认",
     }
 
 
 def test_a_keeper_approves_a_waiting_badge_as_the_second_person(page, console):
-    console.emit("access.pending", {"person": "p-1002", "reader": "B",
-                                    "expires_at_ms": int(time.time() * 1000) + 60_000})
+    console.emit(
+        "access.pending",
+        {"person": "p-1002", "reader": "B", "expires_at_ms": int(time.time() * 1000) + 60_000},
+    )
     sign_in(page, console, "zhang")
     page.goto(f"{console.server.url}/approvals")
     waiting = page.locator(f'[data-pending="{DEVICE}/p-1002"]')
@@ -204,8 +208,10 @@ def test_a_keeper_approves_a_waiting_badge_as_the_second_person(page, console):
 
 
 def test_a_waiting_badge_left_alone_shows_expired_and_can_no_longer_be_approved(page, console):
-    console.emit("access.pending", {"person": "p-1002", "reader": "B",
-                                    "expires_at_ms": int(time.time() * 1000) + 2_500})
+    console.emit(
+        "access.pending",
+        {"person": "p-1002", "reader": "B", "expires_at_ms": int(time.time() * 1000) + 2_500},
+    )
     sign_in(page, console, "zhang")
     page.goto(f"{console.server.url}/approvals")
     waiting = page.locator(f'[data-pending="{DEVICE}/p-1002"]')
@@ -261,8 +267,10 @@ def test_the_main_pages_render_for_people_to_look_at(page, console):
         "inventory.snapshot",
         {"slots": [{"slot": 3, "container": "c-NaCN-01", "mass_mg": 487_400, "book_mg": 487_500}]},
     )
-    console.emit("access.pending", {"person": "p-1002", "reader": "B",
-                                    "expires_at_ms": int(time.time() * 1000) + 60_000})
+    console.emit(
+        "access.pending",
+        {"person": "p-1002", "reader": "B", "expires_at_ms": int(time.time() * 1000) + 60_000},
+    )
     sign_in(page, console, "zhang")
     for path, name in (
         (f"/cabinets/{DEVICE}", "cabinet"),

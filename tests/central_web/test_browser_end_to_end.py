@@ -66,7 +66,14 @@ class Night:
         self.rig.config.write_text(f'policies = "{policies}"\n' + self.rig.config.read_text())
         for login, person, role in ACCOUNTS:
             added = self.rig.cli(
-                "user", "add", login, "--person", person, "--role", role, "--password-stdin",
+                "user",
+                "add",
+                login,
+                "--person",
+                person,
+                "--role",
+                role,
+                "--password-stdin",
                 stdin=PASSWORD + "\n",
             )
             assert added.returncode == 0, added.stderr
@@ -125,8 +132,9 @@ def night(tmp_path: Path, make_broker: Callable[..., Broker]) -> Iterator[Callab
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800},
-                                  accept_downloads=True)
+    context = browser.new_context(
+        locale="zh-CN", viewport={"width": 1280, "height": 800}, accept_downloads=True
+    )
     yield context.new_page()
     context.close()
 
@@ -157,11 +165,13 @@ def api(page: Any, night: Night, path: str) -> Any:
 
 
 def test_an_alarm_at_the_cabinet_appears_live_and_its_ack_names_me(page, night):
-    running = night([
-        {"t": 10, "input": "door", "state": "open"},  # no session: door_forced
-        {"t": 11, "input": "door", "state": "closed"},
-        {"t": 600, "input": "tick"},
-    ])
+    running = night(
+        [
+            {"t": 10, "input": "door", "state": "open"},  # no session: door_forced
+            {"t": 11, "input": "door", "state": "closed"},
+            {"t": 600, "input": "tick"},
+        ]
+    )
     sign_in(page, running, "lina")
     page.goto(f"{running.url}/alarms")
     # (the simulated cabinet may also raise clock_unsynced: its clock is not NTP-synced)
@@ -182,25 +192,33 @@ def test_an_alarm_at_the_cabinet_appears_live_and_its_ack_names_me(page, night):
     assert "柜子已执行" in answer, answer
 
     def acknowledged() -> list[dict[str, Any]]:
-        return [e for e in running.record(page)
-                if e["type"] == "alarm.acknowledged" and e["data"]["alarm"] == alarm_id]
+        return [
+            e
+            for e in running.record(page)
+            if e["type"] == "alarm.acknowledged" and e["data"]["alarm"] == alarm_id
+        ]
 
     wait_until(lambda: bool(acknowledged()), 15, "alarm.acknowledged in the cabinet's record")
     assert acknowledged()[0]["data"]["by"] == "p-1002"
     assert acknowledged()[0]["data"]["comment"] == "值班员已电话通知保管员，门已关好"
     # its history (raised, acknowledged by whom and why, cleared) names people by name
     page.goto(f"{running.url}/alarms/{DEVICE}/{alarm_id}")
-    wait_until(lambda: "Li Na" in page.inner_text(".timeline") or bool(page.reload()), 15,
-               "the acknowledgement in the alarm's history")
+    wait_until(
+        lambda: "Li Na" in page.inner_text(".timeline") or bool(page.reload()),
+        15,
+        "the acknowledgement in the alarm's history",
+    )
     assert "值班员已电话通知保管员" in page.inner_text(".timeline")
     screenshot(page, "e2e-alarm-history")
 
 
 def test_a_remote_approval_opens_the_simulated_cabinet(page, night):
-    running = night([
-        {"t": 10, "input": "badge", "reader": "A", "uid": KEEPER_CARD},  # Zhang Wei waits
-        {"t": 600, "input": "tick"},
-    ])
+    running = night(
+        [
+            {"t": 10, "input": "badge", "reader": "A", "uid": KEEPER_CARD},  # Zhang Wei waits
+            {"t": 600, "input": "tick"},
+        ]
+    )
     sign_in(page, running, "wangfang")
     page.goto(f"{running.url}/approvals")
     waiting = page.locator(f'[data-pending="{DEVICE}/p-1001"]')
@@ -225,16 +243,19 @@ def test_a_remote_approval_opens_the_simulated_cabinet(page, night):
     assert first == "p-1001"
     assert second == "p-1003"  # [person, by]: the logged-in keeper is the second person
     wait_until(
-        lambda: any(e["type"] == "lock.unlocked" for e in running.record(page)), 15,
+        lambda: any(e["type"] == "lock.unlocked" for e in running.record(page)),
+        15,
         "the lock to open",
     )
 
 
 def test_two_keepers_resolve_a_discrepancy_and_the_alarm_clears_live(page, night):
-    running = night([
-        {"t": 10, "input": "weight", "slot": 3, "mg": 670_000},  # 12 g gone, door shut
-        {"t": 600, "input": "tick"},
-    ])
+    running = night(
+        [
+            {"t": 10, "input": "weight", "slot": 3, "mg": 670_000},  # 12 g gone, door shut
+            {"t": 600, "input": "tick"},
+        ]
+    )
     sign_in(page, running, "wangfang")  # Wang Fang, keeper: the first person
     page.goto(f"{running.url}/alarms")
     alarm = page.locator(f'[data-alarm^="{DEVICE}/"]', has_text="重量变化无记录")
@@ -262,8 +283,11 @@ def test_two_keepers_resolve_a_discrepancy_and_the_alarm_clears_live(page, night
     def settled() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         record = running.record(page)
         adjusted = [e["data"] for e in record if e["type"] == "inventory.adjusted"]
-        cleared = [e["data"] for e in record
-                   if e["type"] == "alarm.cleared" and e["data"]["alarm"] == alarm_id]
+        cleared = [
+            e["data"]
+            for e in record
+            if e["type"] == "alarm.cleared" and e["data"]["alarm"] == alarm_id
+        ]
         return adjusted, cleared
 
     wait_until(lambda: all(settled()), 15, "the settlement in the cabinet's record")
@@ -279,14 +303,16 @@ def test_two_keepers_resolve_a_discrepancy_and_the_alarm_clears_live(page, night
 
 
 def test_the_ledger_export_holds_the_scripted_withdrawal(page, night):
-    running = night([
-        {"t": 1, "input": "badge", "reader": "A", "uid": KEEPER_CARD},
-        {"t": 2, "input": "badge", "reader": "B", "uid": USER_CARD},
-        {"t": 3, "input": "door", "state": "open"},
-        {"t": 4, "input": "weight", "slot": 3, "mg": 657_000},  # 25 g of sodium cyanide out
-        {"t": 6, "input": "door", "state": "closed"},
-        {"t": 600, "input": "tick"},
-    ])
+    running = night(
+        [
+            {"t": 1, "input": "badge", "reader": "A", "uid": KEEPER_CARD},
+            {"t": 2, "input": "badge", "reader": "B", "uid": USER_CARD},
+            {"t": 3, "input": "door", "state": "open"},
+            {"t": 4, "input": "weight", "slot": 3, "mg": 657_000},  # 25 g of sodium cyanide out
+            {"t": 6, "input": "door", "state": "closed"},
+            {"t": 600, "input": "tick"},
+        ]
+    )
     sign_in(page, running, "audit")
 
     def withdrawals() -> list[dict[str, Any]]:

@@ -18,9 +18,16 @@ def test_an_ack_form_without_csrf_is_refused(make_client, gateway):
     ("login", "path", "data"),
     [
         ("wang", f"/alarms/{DEVICE}/A3-1/ack", {"comment": "x"}),
-        ("zhang", f"/alarms/{DEVICE}/A3-1/resolve",
-         {"reason": "recount", "second": "p-1003", "second_login": "li",
-          "second_password": PASSWORD}),
+        (
+            "zhang",
+            f"/alarms/{DEVICE}/A3-1/resolve",
+            {
+                "reason": "recount",
+                "second": "p-1003",
+                "second_login": "li",
+                "second_password": PASSWORD,
+            },
+        ),
         ("zhang", f"/approvals/{DEVICE}/p-1002/approve", {}),
         ("wang", f"/cabinets/{DEVICE}/snapshot", {}),
     ],
@@ -37,10 +44,17 @@ def test_a_form_posted_without_its_csrf_token_is_refused(
     assert gateway.sent == []
 
 
-def resolve_form(token: str, second: str = "p-1003", login: str = "li",
-                 password: str = PASSWORD) -> dict[str, str]:
-    return {"reason": "recount", "second": second, "second_login": login,
-            "second_password": password, "resolve_comment": "复称", "csrf": token}
+def resolve_form(
+    token: str, second: str = "p-1003", login: str = "li", password: str = PASSWORD
+) -> dict[str, str]:
+    return {
+        "reason": "recount",
+        "second": second,
+        "second_login": login,
+        "second_password": password,
+        "resolve_comment": "复称",
+        "csrf": token,
+    }
 
 
 def test_resolving_from_the_page_names_me_and_the_second_person(make_client, gateway):

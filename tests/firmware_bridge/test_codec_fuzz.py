@@ -93,9 +93,7 @@ def streams_of_frames_survive_any_chunking(good: list[Frame], cut_points: bytes)
 
 @CI_CHEAP
 @given(noise=garbage, cut_points=cuts)
-def test_random_bytes_never_raise_and_never_grow_memory(
-    noise: bytes, cut_points: bytes
-) -> None:
+def test_random_bytes_never_raise_and_never_grow_memory(noise: bytes, cut_points: bytes) -> None:
     random_bytes_only_yield_frames_or_frame_errors(noise, cut_points)
 
 

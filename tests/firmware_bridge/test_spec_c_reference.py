@@ -59,11 +59,21 @@ def test_c_snippets_of_the_spec_match_the_python_codec(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     binary = tmp_path / "spec"
-    subprocess.run([gcc, "-std=c99", "-Wall", "-Werror", "-o", str(binary), str(source)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [gcc, "-std=c99", "-Wall", "-Werror", "-o", str(binary), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     bodies = sample_bodies()
-    result = subprocess.run([str(binary)], input="".join(b.hex() + "\n" for b in bodies),
-                            capture_output=True, text=True, check=True, timeout=30)
+    result = subprocess.run(
+        [str(binary)],
+        input="".join(b.hex() + "\n" for b in bodies),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     for body, line in zip(bodies, result.stdout.splitlines(), strict=True):
         crc, cobs = line.split(" ")
         assert int(crc, 16) == crc16_ccitt_false(body), body.hex()

@@ -57,7 +57,9 @@ def test_chrony_without_rtcsync_counts_as_synchronised_despite_sta_unsync() -> N
     # chrony keeps STA_UNSYNC (hence TIME_ERROR) set so the kernel never writes an RTC,
     # while reporting a small maxerror: timedatectl says synchronised, and so do we.
     chrony = KernelClockState(
-        state=TIME_ERROR, status=STA_UNSYNC | STA_PLL | STA_NANO, maxerror_us=12_000,
+        state=TIME_ERROR,
+        status=STA_UNSYNC | STA_PLL | STA_NANO,
+        maxerror_us=12_000,
         esterror_us=50,
     )
     assert chrony.synchronized

@@ -127,6 +127,7 @@ def test_a_stalled_core_loop_stops_the_watchdog_until_it_beats_again(
             abstract_notify_socket.wait_for("WATCHDOG=1")
         finally:
             health.stop()
+
     def about_core(event: str) -> list[MutableMapping[str, Any]]:
         return [e for e in logs if e["event"] == event and e["loop"] == "core"]
 
@@ -166,9 +167,7 @@ def test_stopping_is_announced_and_silence_after_it_is_not_a_stall(
 def test_a_status_text_cannot_smuggle_in_other_assignments(
     abstract_notify_socket: NotifySocket,
 ) -> None:
-    health = Health(
-        LoopMonitor(), environ={"NOTIFY_SOCKET": abstract_notify_socket.env_value}
-    )
+    health = Health(LoopMonitor(), environ={"NOTIFY_SOCKET": abstract_notify_socket.env_value})
     health.set_status("uplink down\nREADY=1\r\nWATCHDOG=trigger")
     got = abstract_notify_socket.wait_for("STATUS=uplink down READY=1 WATCHDOG=trigger")
     assert len(got.lines) == 1

@@ -74,11 +74,7 @@ def verify(root: Path) -> tuple[int, list[str]]:
         timeout=60,
     )
     # Only complaints about this unit count; stock units on some hosts have their own.
-    ours = [
-        line
-        for line in (proc.stdout + proc.stderr).splitlines()
-        if "cabinet-agent" in line
-    ]
+    ours = [line for line in (proc.stdout + proc.stderr).splitlines() if "cabinet-agent" in line]
     return proc.returncode, ours
 
 
@@ -133,9 +129,7 @@ def test_the_exposure_check_fails_an_unhardened_unit(tmp_path: Path) -> None:
 
 def test_the_unit_keeps_the_daemon_contract() -> None:
     s = unit_settings(UNIT.read_text())
-    assert s["Service.ExecStart"] == [
-        f"{EXEC_START} run --config /etc/cabinet-agent/agent.toml"
-    ]
+    assert s["Service.ExecStart"] == [f"{EXEC_START} run --config /etc/cabinet-agent/agent.toml"]
     assert s["Service.Type"] == ["notify"]
     assert s["Service.NotifyAccess"] == ["main"]
     assert s["Service.Restart"] == ["always"]
@@ -174,7 +168,11 @@ def test_sysusers_and_tmpfiles_create_the_user_and_a_private_state_dir(
     (root / "etc").mkdir(parents=True)
     subprocess.run(
         [sysusers, f"--root={root}", "-"],
-        input=SYSUSERS.read_text(), text=True, check=True, capture_output=True, timeout=30,
+        input=SYSUSERS.read_text(),
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     passwd = {
         line.split(":")[0]: line.split(":")
@@ -185,7 +183,11 @@ def test_sysusers_and_tmpfiles_create_the_user_and_a_private_state_dir(
 
     subprocess.run(
         [tmpfiles, f"--root={root}", "--create", "-"],
-        input=TMPFILES.read_text(), text=True, check=True, capture_output=True, timeout=30,
+        input=TMPFILES.read_text(),
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     state = (root / "var/lib/cabinet-agent").stat()
     assert (state.st_uid, state.st_gid) == (int(user[2]), int(user[3]))
