@@ -212,15 +212,13 @@ def _check_approval(
 
 @click.command()
 @click.argument("alarm_id")
-@click.option("--by", help="policy person id of who acknowledges (recorded)")
+@click.option("--by", required=True, help="policy person id of who acknowledges (recorded)")
 @click.option("--comment", help="what was done or seen (recorded)")
 @command_options
-def ack(alarm_id: str, by: str | None, comment: str | None, **params: Any) -> None:
+def ack(alarm_id: str, by: str, comment: str | None, **params: Any) -> None:
     """Acknowledge ALARM_ID: buzzer off; it stays open until its condition is gone (a
     discrepancy of the books until it is resolved)."""
-    args: dict[str, Any] = {"alarm": alarm_id}
-    if by is not None:
-        args["by"] = by
+    args: dict[str, Any] = {"alarm": alarm_id, "by": by}
     if comment is not None:
         args["comment"] = comment
     send_and_wait(params, "ack", args)

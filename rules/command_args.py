@@ -54,8 +54,8 @@ class ApproveWithdrawal(_Command):
     max_mg: Count
     persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
     until_ms: Count
-    by: Id | None = None  # the approver, keeper or safety officer (the centre fills it)
-    purpose: FreeText | None = None  # what it is for (用途), recorded with the withdrawal
+    by: Id  # the approver, keeper or safety officer (the centre fills it)
+    purpose: FreeText  # what it is for (用途), recorded with the withdrawal
 
     def record(self) -> dict[str, Any]:
         return {**self.model_dump(), "persons": sorted(self.persons)}
@@ -68,8 +68,8 @@ class ApproveDisposal(_Command):
     container: Id
     persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
     until_ms: Count
-    by: Id | None = None
-    purpose: FreeText | None = None
+    by: Id  # the approver, keeper or safety officer
+    purpose: FreeText  # why it leaves (e.g. to the licensed waste contractor)
 
     def record(self) -> dict[str, Any]:
         return {**self.model_dump(), "persons": sorted(self.persons)}
@@ -80,7 +80,7 @@ class Ack(_Command):
 
     NAME = "ack"
     alarm: Id
-    by: Id | None = None  # who acknowledged, for the record
+    by: Id  # who acknowledged, for the record (any valid person of the policy)
     comment: FreeText | None = None
 
 

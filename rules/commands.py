@@ -136,17 +136,17 @@ def _approval(
     _applied(ctx, received)
 
 
-def _people(ctx: Step, persons: list[str], by: str | None) -> str | None:
+def _people(ctx: Step, persons: list[str], by: str) -> str | None:
     """Everyone a command names is a person of the policy in force, valid now; `by`, who
     approves, also holds keeper or safety_officer. The refusal reason, or None."""
     assert ctx.policy is not None
-    for person_id in [*persons, *([by] if by is not None else [])]:
+    for person_id in [*persons, by]:
         person = ctx.policy.person_by_id(person_id)
         if person is None:
             return "unknown_person"
         if not person.valid_at(ctx.now.wall_ms):
             return "not_authorized"
-    approver = ctx.policy.person_by_id(by) if by is not None else None
+    approver = ctx.policy.person_by_id(by)
     if approver is not None and not APPROVER_ROLES & set(approver.roles):
         return "role_requirement"
     return None
@@ -165,12 +165,11 @@ def _approve(rules: Cabinet, ctx: Step, command: Approve, nonce: str) -> None:
 
 
 def _ack(rules: Cabinet, ctx: Step, command: Ack, nonce: str) -> None:
-    if command.by is not None:
-        person = rules.policy.person_by_id(command.by) if rules.policy else None
-        if person is None or not person.valid_at(ctx.now.wall_ms):
-            reason = "unknown_person" if person is None else "not_authorized"
-            _refused(ctx, command.NAME, nonce, reason, **command.record())
-            return
+    person = rules.policy.person_by_id(command.by) if rules.policy else None
+    if person is None or not person.valid_at(ctx.now.wall_ms):
+        reason = "unknown_person" if person is None else "not_authorized"
+        _refused(ctx, command.NAME, nonce, reason, **command.record())
+        return
     if rules.alarms.find(command.alarm) is None:
         _refused(ctx, command.NAME, nonce, "unknown_alarm", **command.record())
         return

@@ -186,7 +186,7 @@ def test_commands_wait_for_the_verified_answer_and_ignore_a_forged_one(
 ) -> None:
     runner = CliRunner(env=setup.env)
     device.forge_first = FakeCabinet("cab-1", "lab")
-    acked = runner.invoke(cli, ["ack", "A1-7", "--device", "cab-1"])
+    acked = runner.invoke(cli, ["ack", "A1-7", "--by", "p-1003", "--device", "cab-1"])
     assert acked.exit_code == 0, acked.output
     assert "WARNING: an answer to nonce" in acked.stderr and "does not verify" in acked.stderr
     assert acked.stdout.startswith("cab-1: ack applied [command.applied seq 1]")

@@ -227,10 +227,10 @@ def test_remote_commands_are_applied_or_refused_by_the_real_agent(rig: Rig) -> N
     rig.wire.wait_for(lambda: rig.times_published(2) >= 2, 20, "seq 2 published again")
     assert rig.times_published(1) >= 2
 
-    unknown = rig.ctl("ack", "A1-999", "--device", DEVICE)
+    unknown = rig.ctl("ack", "A1-999", "--by", "p-1003", "--device", DEVICE)
     assert unknown.exit_code == 3, unknown.output
     assert unknown.stdout.startswith(f"{DEVICE}: ack REJECTED: unknown_alarm [command.rejected")
-    acked = rig.ctl("ack", alarm, "--device", DEVICE)
+    acked = rig.ctl("ack", alarm, "--by", "p-1003", "--device", DEVICE)
     assert acked.exit_code == 0, acked.output
     assert acked.stdout.startswith(f"{DEVICE}: ack applied [command.applied seq ")
     silenced = wait_status(state, lambda s: the_alarm(s).get("acked") is True, "the ack")

@@ -18,7 +18,8 @@ def settled(tmp_path) -> Cabinet:
 def approve(cab: Cabinet, max_mg: int, persons: list[str], **more: str) -> Cabinet:
     """An approve_withdrawal of the sodium cyanide, valid long enough for any test."""
     args = {"container": "c-NaCN-01", "max_mg": max_mg, "until_ms": 2_000_000_000_000}
-    return cab.command("approve_withdrawal", persons=persons, **args, **more)
+    signed = {"by": "p-1003", "purpose": "titration standard", **more}
+    return cab.command("approve_withdrawal", persons=persons, **args, **signed)
 
 
 def test_a_withdrawal_in_a_session_is_attributed_to_both_persons_and_the_books_move(tmp_path):
@@ -184,7 +185,12 @@ def test_the_withdrawal_that_uses_an_approval_records_who_approved_it_and_what_f
 
 def test_an_approval_by_a_user_or_for_an_unknown_person_is_refused(tmp_path):
     cab = Cabinet(tmp_path, example_policy())
-    args = {"container": "c-NaCN-01", "max_mg": 1_000, "until_ms": 2_000_000_000_000}
+    args = {
+        "container": "c-NaCN-01",
+        "max_mg": 1_000,
+        "until_ms": 2_000_000_000_000,
+        "purpose": "assay",
+    }
     cab.command("approve_withdrawal", persons=["p-1001"], by="p-1002", **args)
     cab.command("approve_withdrawal", persons=["p-9999"], by="p-1003", **args)
     cab.command("approve_withdrawal", persons=["p-1004"], by="p-1003", **args)

@@ -126,6 +126,8 @@ def test_an_unused_withdrawal_approval_survives_a_restart(tmp_path):
         max_mg=5_000,
         persons=["p-1001", "p-1002"],
         until_ms=START_MS + 3_600_000,
+        by="p-1003",
+        purpose="titration standard",
     )
     withdraw(cab.restart(), 20, NaCN_GROSS - 25_000)
     assert cab.data("inventory.withdrawal")[0]["approval"]["max_mg"] == 5_000
