@@ -70,7 +70,7 @@ def _refused(ctx: Step, name: str, nonce: str, reason: str, **extra: Any) -> Non
 
 
 def rejected(ctx: Step, r: CommandRejected) -> None:
-    _refused(ctx, r.name, r.nonce, r.reason)
+    _refused(ctx, r.name, r.nonce, r.reason, **r.named)
 
 
 def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:

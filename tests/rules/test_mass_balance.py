@@ -196,3 +196,13 @@ def test_an_approval_by_a_user_or_for_an_unknown_person_is_refused(tmp_path):
     cab.command("approve_withdrawal", persons=["p-1004"], by="p-1003", **args)
     reasons = [d["reason"] for d in cab.data("command.rejected")]
     assert reasons == ["role_requirement", "unknown_person", "not_authorized"]
+
+
+def test_an_approval_refused_for_a_missing_purpose_records_who_asked_for_whom(tmp_path):
+    cab = Cabinet(tmp_path, example_policy())
+    args = {"container": "c-NaCN-01", "max_mg": 1_000, "until_ms": 2_000_000_000_000}
+    cab.command("approve_withdrawal", persons=["p-1002", "p-1001"], by="p-1003", **args)
+    (refused,) = cab.data("command.rejected")
+    assert refused["reason"] == "bad_args"
+    assert (refused["by"], refused["persons"]) == ("p-1003", ["p-1001", "p-1002"])
+    assert refused["container"] == "c-NaCN-01"

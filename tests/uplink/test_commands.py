@@ -301,3 +301,32 @@ def test_an_ack_carries_who_and_why_to_the_rules(verifier):
     assert verdict == CommandReceived(
         Ack(alarm="A1-1", by="p-1001", comment=args["comment"]), "n-1"
     )
+
+
+def test_a_signed_command_refused_for_its_args_still_names_who_asked(verifier):
+    args = {
+        "container": "c-NaCN-01",
+        "max_mg": 5000,
+        "persons": ["p-1002", "p-1001"],
+        "until_ms": NOW,
+        "by": "p-1003",
+    }  # no purpose: bad_args, but the record keeps the people
+    verdict = verifier.check(TOPIC + "approve_withdrawal", command("approve_withdrawal", args), NOW)
+    assert reason(verdict) == "bad_args"
+    assert isinstance(verdict, CommandRejected)
+    assert verdict.named == {
+        "container": "c-NaCN-01",
+        "persons": ["p-1001", "p-1002"],
+        "by": "p-1003",
+    }
+
+
+def test_a_refusal_keeps_only_plain_ids_and_a_forgery_names_no_one(verifier):
+    odd = {"alarm": "A1-1", "by": "p\n1001", "persons": ["x" * 65], "person": 7}
+    verdict = verifier.check(TOPIC + "ack", command("ack", odd), NOW)
+    assert isinstance(verdict, CommandRejected) and verdict.reason == "bad_args"
+    assert verdict.named == {"alarm": "A1-1"}
+    forged = command("ack", {"alarm": "A1-1", "by": "p-1001"}, key=wire.SigningKey.generate())
+    verdict = verifier.check(TOPIC + "ack", forged, NOW)
+    assert isinstance(verdict, CommandRejected) and verdict.reason == "bad_signature"
+    assert verdict.named == {}
