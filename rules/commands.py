@@ -201,6 +201,12 @@ def load_policy(rules: Cabinet, ctx: Step, loaded: PolicyLoaded) -> None:
     rules.ledger.load(policy)
     rules.access.policy_changed(ctx)
     ctx.emit("policy.applied", "info", {**base, "reason": None})
+    if rules.session is None:
+        # An unknown item on a slot this policy gives a container: judge it against
+        # that container's books now (it clears if they match).
+        for slot_no, held in sorted(rules.ledger.slots.items()):
+            if held.container is not None and rules.alarms.is_open("unknown_item", str(slot_no)):
+                rules.ledger.check_unattended(ctx, policy, slot_no)
     if loaded.document is not None and loaded.source == "command":
         ctx.out.append(PersistPolicy(loaded.document, policy.version))
     if first:

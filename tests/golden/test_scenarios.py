@@ -95,6 +95,8 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "disposal_with_and_without_approval",
         "receiving_by_two_persons",
         "tap_out_after_a_session",
+        "session_books_its_own_change_beside_a_discrepancy",
+        "container_named_again_keeps_its_book",
     } <= names
 
 

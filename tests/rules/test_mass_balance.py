@@ -206,3 +206,12 @@ def test_an_approval_refused_for_a_missing_purpose_records_who_asked_for_whom(tm
     assert refused["reason"] == "bad_args"
     assert (refused["by"], refused["persons"]) == ("p-1003", ["p-1001", "p-1002"])
     assert refused["container"] == "c-NaCN-01"
+
+
+def test_a_scale_below_the_empty_bottle_books_at_most_the_content_and_raises_the_rest(tmp_path):
+    cab = session(settled(tmp_path), 10).weight(NaCN_SLOT, 100_000)  # tare is 182 g
+    cab.at(20).door("closed").at(30)
+    (withdrawal,) = cab.data("inventory.withdrawal")
+    assert (withdrawal["amount_mg"], withdrawal["book_mg"]) == (500_000, 0)
+    assert cab.alarms_raised() == ["mass_unexplained"]
+    assert cab.data("alarm.raised")[0]["measured_mg"] == 100_000
