@@ -97,6 +97,9 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "tap_out_after_a_session",
         "session_books_its_own_change_beside_a_discrepancy",
         "container_named_again_keeps_its_book",
+        "resolve_before_the_weight_settles",
+        "stocktake_finds_a_hidden_loss",
+        "stocktake_and_tap_out_across_a_restart",
     } <= names
 
 
