@@ -18,7 +18,9 @@ from agent.commands import (
 )
 from agent.nonces import NonceStore
 from config.policy import Policy
+from rules.cabinet import CabinetRules
 from rules.command_args import Ack, parse_command
+from rules.effects import Emit, Instant
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 
 DEVICE = "cab-1"
@@ -330,3 +332,22 @@ def test_a_refusal_keeps_only_plain_ids_and_a_forgery_names_no_one(verifier):
     verdict = verifier.check(TOPIC + "ack", forged, NOW)
     assert isinstance(verdict, CommandRejected) and verdict.reason == "bad_signature"
     assert verdict.named == {}
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({"x": 1}, "invalid_policy"),  # not a signed policy at all: nothing to read
+        (policy_doc(version=9, key=wire.SigningKey.generate()), "bad_policy_signature"),
+    ],
+)
+def test_a_policy_refused_before_it_could_be_read_is_recorded_with_version_null(
+    verifier, policy, expected
+):
+    verdict = verifier.check(TOPIC + "policy", command("policy", {"policy": policy}), NOW)
+    assert reason(verdict) == expected
+    rules = CabinetRules(DEVICE, "test")
+    effects = rules.step(verdict, Instant(NOW, 0))
+    (rejected,) = [e for e in effects if isinstance(e, Emit) and e.type == "policy.rejected"]
+    assert rejected.data["version"] is None  # a forged "version 9" is not believed
+    assert (rejected.data["reason"], rejected.data["nonce"]) == (expected, "n-1")
