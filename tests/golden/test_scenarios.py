@@ -103,6 +103,13 @@ def test_every_rule_area_has_an_example_scenario() -> None:
     } <= names
 
 
+def test_every_example_scenario_is_cited_where_its_rule_is_explained() -> None:
+    rules_doc = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    # demo.jsonl is the README's tour of the cabinet, not the example of one rule.
+    uncited = [s.stem for s in SCENARIOS if s.stem != "demo" and f"`{s.stem}`" not in rules_doc]
+    assert uncited == []
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.stem for s in SCENARIOS])
 def test_replay_piped_into_cabinetctl_verify_passes(scenario: Path, tmp_path: Path) -> None:
     key = tmp_path / "device.key"
