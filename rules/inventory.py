@@ -221,6 +221,8 @@ class MassLedger:
             measured = slot.tare + slot.book - taken
             if slot.book:
                 self._book(ctx, policy, session, slot, slot.book)
+            if slot.tare + slot.book - measured <= self.tolerance(policy, slot):
+                return  # within tolerance of an empty bottle: scale noise
             ctx.raise_(
                 "mass_unexplained",
                 str(slot.slot),

@@ -215,3 +215,11 @@ def test_a_scale_below_the_empty_bottle_books_at_most_the_content_and_raises_the
     assert (withdrawal["amount_mg"], withdrawal["book_mg"]) == (500_000, 0)
     assert cab.alarms_raised() == ["mass_unexplained"]
     assert cab.data("alarm.raised")[0]["measured_mg"] == 100_000
+
+
+def test_an_emptied_bottle_reading_a_little_under_its_tare_is_noise_not_a_loss(tmp_path):
+    cab = session(settled(tmp_path), 10).weight(NaCN_SLOT, 182_000 - 1_000)
+    cab.at(20).door("closed").at(30)
+    (withdrawal,) = cab.data("inventory.withdrawal")
+    assert (withdrawal["amount_mg"], withdrawal["book_mg"]) == (500_000, 0)
+    assert cab.alarms_raised() == []
