@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from agent import wire
 from agent.nonces import NonceStore
 from config.policy import Policy
-from rules.command_args import COMMANDS, BadArgs, parse_command
+from rules.command_args import COMMANDS, BadArgs, parse_command, readable_ids
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 
 log = structlog.get_logger("commands")
@@ -59,6 +59,7 @@ class _Refused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.named: dict[str, Any] = {}  # readable ids of a signed command's args
 
 
 PolicyRefused = _Refused  # what `open_policy` raises, for callers outside this module
@@ -89,7 +90,9 @@ class CommandVerifier:
             verdict = self._verify(doc, topic, now_ms)
         except _Refused as refused:
             log.warning("command.rejected", name=name, nonce=nonce, reason=refused.reason)
-            return CommandRejected(name=name, nonce=nonce, reason=refused.reason)
+            return CommandRejected(
+                name=name, nonce=nonce, reason=refused.reason, named=refused.named
+            )
         except sqlite3.Error as exc:
             # The nonce store is unusable: refuse rather than risk accepting a replay.
             log.error("command.nonce_store_failed", name=name, error=str(exc))
@@ -131,6 +134,15 @@ class CommandVerifier:
             wire.check_signature(doc, self.central_key)
         except wire.WireError:
             raise _Refused("bad_signature") from None
+        try:
+            return self._verify_signed(doc, topic, now_ms)
+        except _Refused as refused:
+            # The centre really sent it: the refusal keeps whom its args name (who asked,
+            # for whom), as far as they can be read, even when they are not valid args.
+            refused.named = readable_ids(doc["args"])
+            raise
+
+    def _verify_signed(self, doc: dict[str, Any], topic: str, now_ms: int) -> Verdict:
         if doc["device"] != self.device:
             raise _Refused("wrong_device")
         # The topic is not signed: a genuine `ack` re-published on cmd/policy is refused.

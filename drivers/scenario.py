@@ -23,7 +23,7 @@ from pydantic import (
 
 from config.policy import Policy
 from rules import inputs as i
-from rules.command_args import BadArgs, UnknownCommand, parse_command
+from rules.command_args import BadArgs, UnknownCommand, parse_command, readable_ids
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 Seconds = Annotated[float, Field(ge=0, le=10 * 365 * 86400, allow_inf_nan=False)]
@@ -194,9 +194,9 @@ def command_input(name: str, args: object, nonce: str) -> i.CommandReceived | i.
     try:
         return i.CommandReceived(parse_command(name, args), nonce)
     except UnknownCommand:
-        return i.CommandRejected(name, nonce, "unknown_command")
+        return i.CommandRejected(name, nonce, "unknown_command", readable_ids(args))
     except BadArgs:
-        return i.CommandRejected(name, nonce, "bad_args")
+        return i.CommandRejected(name, nonce, "bad_args", readable_ids(args))
 
 
 def _policy_line(line: CommandLine, number: int) -> i.PolicyLoaded:

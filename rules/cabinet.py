@@ -48,7 +48,7 @@ from rules.inputs import (
     WeightReading,
 )
 from rules.inventory import MassLedger
-from rules.session import Phase, Session
+from rules.session import Phase, Session, opened_gross
 from rules.step import Step
 from rules.tapout import TapOut
 from rules.timers import Overdue, Settle, Stale, Timer, TimerKey
@@ -182,6 +182,7 @@ class CabinetRules:
         if door.open:
             if session is not None and session.phase is Phase.UNLOCKED:
                 session.to(Phase.OPEN)
+                session.view.opened_gross = opened_gross(self.ledger.slots, self.alarms)
                 ctx.emit("door.opened", "info", {"session": session.id})
                 ctx.emit("lock.locked", "info", {"session": session.id, "reason": "door_opened"})
                 ctx.cancel(Timer.UNLOCK)
@@ -366,9 +367,12 @@ class CabinetRules:
         self.alarms, self.access, self.ledger = AlarmBook(), AccessControl(), MassLedger()
         self.alarms.boot = self.boot
 
-    def resume_session(self, ctx: Step, session_id: str, grant: Grant, phase: Phase) -> None:
+    def resume_session(
+        self, ctx: Step, session_id: str, grant: Grant, phase: Phase, opened: dict[int, int]
+    ) -> None:
         """A session whose door had opened goes on after a restart (durable.restore)."""
         self.session = Session(session_id, grant, phase)
+        self.session.view.opened_gross = opened
         if phase is Phase.SETTLING:
             self._schedule_reconcile(ctx)
 

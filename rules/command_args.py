@@ -8,6 +8,7 @@ commands. `policy` is not here: its argument is a signed document the verifier o
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
@@ -54,8 +55,8 @@ class ApproveWithdrawal(_Command):
     max_mg: Count
     persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
     until_ms: Count
-    by: Id | None = None  # the approver, keeper or safety officer (the centre fills it)
-    purpose: FreeText | None = None  # what it is for (用途), recorded with the withdrawal
+    by: Id  # the approver, keeper or safety officer (the centre fills it)
+    purpose: FreeText  # what it is for (用途), recorded with the withdrawal
 
     def record(self) -> dict[str, Any]:
         return {**self.model_dump(), "persons": sorted(self.persons)}
@@ -68,8 +69,8 @@ class ApproveDisposal(_Command):
     container: Id
     persons: Annotated[list[Id], Field(min_length=1, max_length=8)]
     until_ms: Count
-    by: Id | None = None
-    purpose: FreeText | None = None
+    by: Id  # the approver, keeper or safety officer
+    purpose: FreeText  # why it leaves (e.g. to the licensed waste contractor)
 
     def record(self) -> dict[str, Any]:
         return {**self.model_dump(), "persons": sorted(self.persons)}
@@ -80,7 +81,7 @@ class Ack(_Command):
 
     NAME = "ack"
     alarm: Id
-    by: Id | None = None  # who acknowledged, for the record
+    by: Id  # who acknowledged, for the record (any valid person of the policy)
     comment: FreeText | None = None
 
 
@@ -157,6 +158,32 @@ COMMANDS: Final[dict[str, type[_Command]]] = {
         Resend,
     )
 }
+
+
+# The args that name a person (or the alarm / container a command is about): what a
+# refusal keeps of args it could not accept, so that the record still names who asked.
+NAMING_ARGS: Final = ("person", "persons", "by", "alarm", "container")
+_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def readable_ids(args: object) -> dict[str, Any]:
+    """The naming args that can be read as ids (a list of at most 8 ids for `persons`);
+    anything else — a wrong type, an over-long or odd string — is left out, so that only
+    short plain ids from a signed command reach a signed refusal."""
+    if not isinstance(args, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for key in NAMING_ARGS:
+        value = args.get(key)
+        if _is_id(value):
+            kept[key] = value
+        elif isinstance(value, list) and 0 < len(value) <= 8 and all(map(_is_id, value)):
+            kept[key] = sorted(value)
+    return kept
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
 def parse_command(name: str, args: object) -> Command:

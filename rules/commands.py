@@ -70,7 +70,7 @@ def _refused(ctx: Step, name: str, nonce: str, reason: str, **extra: Any) -> Non
 
 
 def rejected(ctx: Step, r: CommandRejected) -> None:
-    _refused(ctx, r.name, r.nonce, r.reason)
+    _refused(ctx, r.name, r.nonce, r.reason, **r.named)
 
 
 def handle(rules: Cabinet, ctx: Step, received: CommandReceived) -> None:
@@ -136,17 +136,17 @@ def _approval(
     _applied(ctx, received)
 
 
-def _people(ctx: Step, persons: list[str], by: str | None) -> str | None:
+def _people(ctx: Step, persons: list[str], by: str) -> str | None:
     """Everyone a command names is a person of the policy in force, valid now; `by`, who
     approves, also holds keeper or safety_officer. The refusal reason, or None."""
     assert ctx.policy is not None
-    for person_id in [*persons, *([by] if by is not None else [])]:
+    for person_id in [*persons, by]:
         person = ctx.policy.person_by_id(person_id)
         if person is None:
             return "unknown_person"
         if not person.valid_at(ctx.now.wall_ms):
             return "not_authorized"
-    approver = ctx.policy.person_by_id(by) if by is not None else None
+    approver = ctx.policy.person_by_id(by)
     if approver is not None and not APPROVER_ROLES & set(approver.roles):
         return "role_requirement"
     return None
@@ -165,12 +165,11 @@ def _approve(rules: Cabinet, ctx: Step, command: Approve, nonce: str) -> None:
 
 
 def _ack(rules: Cabinet, ctx: Step, command: Ack, nonce: str) -> None:
-    if command.by is not None:
-        person = rules.policy.person_by_id(command.by) if rules.policy else None
-        if person is None or not person.valid_at(ctx.now.wall_ms):
-            reason = "unknown_person" if person is None else "not_authorized"
-            _refused(ctx, command.NAME, nonce, reason, **command.record())
-            return
+    person = rules.policy.person_by_id(command.by) if rules.policy else None
+    if person is None or not person.valid_at(ctx.now.wall_ms):
+        reason = "unknown_person" if person is None else "not_authorized"
+        _refused(ctx, command.NAME, nonce, reason, **command.record())
+        return
     if rules.alarms.find(command.alarm) is None:
         _refused(ctx, command.NAME, nonce, "unknown_alarm", **command.record())
         return
@@ -202,6 +201,12 @@ def load_policy(rules: Cabinet, ctx: Step, loaded: PolicyLoaded) -> None:
     rules.ledger.load(policy)
     rules.access.policy_changed(ctx)
     ctx.emit("policy.applied", "info", {**base, "reason": None})
+    if rules.session is None:
+        # An unknown item on a slot this policy gives a container: judge it against
+        # that container's books now (it clears if they match).
+        for slot_no, held in sorted(rules.ledger.slots.items()):
+            if held.container is not None and rules.alarms.is_open("unknown_item", str(slot_no)):
+                rules.ledger.check_unattended(ctx, policy, slot_no)
     if loaded.document is not None and loaded.source == "command":
         ctx.out.append(PersistPolicy(loaded.document, policy.version))
     if first:

@@ -47,7 +47,9 @@ class Cabinet(Protocol):
     door_opened_wall_ms: int | None
     tap_out: TapOut | None
 
-    def resume_session(self, ctx: Step, session_id: str, grant: Grant, phase: Phase) -> None: ...
+    def resume_session(
+        self, ctx: Step, session_id: str, grant: Grant, phase: Phase, opened: dict[int, int]
+    ) -> None: ...
 
     def forget(self) -> None: ...
 
@@ -79,6 +81,8 @@ def to_state(rules: Cabinet, now: Instant, *, with_policy: bool = True) -> dict[
             "mode": session.grant.mode,
             "approval": session.grant.approval,
             "phase": session.phase.value,
+            # JSON keys are strings: the slot numbers travel as text.
+            "opened_gross": {str(n): mg for n, mg in session.view.opened_gross.items()},
         },
     }
 
@@ -131,9 +135,10 @@ def restore(rules: Cabinet, ctx: Step, state: dict[str, Any]) -> None:
     try:
         policy = None if state["policy"] is None else Policy.model_validate(state["policy"])
         session = state["session"]
-        grant, phase = None, Phase.UNLOCKED
+        grant, phase, opened = None, Phase.UNLOCKED, {}
         if session is not None:
             phase = Phase(session["phase"])
+            opened = {int(n): int(mg) for n, mg in session.get("opened_gross", {}).items()}
             grant = Grant(
                 (session["persons"][0], session["persons"][1]),
                 tuple(session["readers"]),
@@ -154,7 +159,7 @@ def restore(rules: Cabinet, ctx: Step, state: dict[str, Any]) -> None:
             # The relay dropped with the power; the pair has to badge again.
             ctx.emit("lock.locked", "info", {"session": session["id"], "reason": "restart"})
         else:
-            rules.resume_session(ctx, session["id"], grant, phase)
+            rules.resume_session(ctx, session["id"], grant, phase, opened)
     if rules.door_open and policy is not None and rules.door_opened_wall_ms is not None:
         due = rules.door_opened_wall_ms + policy.access.door_held_s * 1000
         ctx.start(Timer.DOOR_HELD, due - ctx.now.wall_ms)

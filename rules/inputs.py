@@ -209,6 +209,9 @@ class CommandRejected:
     name: str
     nonce: str
     reason: str
+    # The ids the command's args name, as far as they could be read (`readable_ids`):
+    # only for a command whose signature verified, so a forgery names no one.
+    named: dict[str, Any] = field(default_factory=dict)
 
 
 AnyInput = Input | CommandRejected

@@ -5,17 +5,18 @@ books, not the scale, are the baseline of a session: once the door has closed an
 weights settle, each slot that differs from its book becomes removed / restored /
 withdrawal / return, attributed to the session's two persons, and the books move.
 Outside a session, and inside one before its door opens, any settled difference from
-the books is `mass_unexplained`; a session never absorbs such an open discrepancy (the
-slot is left to its alarm, not booked to the session's persons).
+the books is `mass_unexplained`; a session never absorbs such an open discrepancy: on
+that slot only the change seen while the door was open (door-open weight to settled
+weight) is booked to the session's persons, and the alarm stays open for the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from config.policy import Policy
-from rules import receipt_and_disposal
+from rules import ledger_state, receipt_and_disposal
 from rules.books import Approval, Slot
 from rules.effects import Instant
 from rules.step import Step
@@ -26,6 +27,9 @@ from rules.timers import Overdue, Settle
 class SessionView:
     id: str
     persons: tuple[str, ...]
+    # Gross weight at door-open of each slot that had an open mass_unexplained then: what
+    # the session itself changed there is measured from this, not from the books.
+    opened_gross: dict[int, int] = field(default_factory=dict)
 
 
 class MassLedger:
@@ -34,6 +38,7 @@ class MassLedger:
         self.approvals: list[Approval] = []
         self.disposals: list[Approval] = []  # approve_disposal, not yet used (max_mg 0)
         self.disposed: set[str] = set()  # left for good: a policy cannot bring them back
+        self.retired: dict[str, Slot] = {}  # last books of containers a policy dropped
 
     # --- policy ------------------------------------------------------------------------
 
@@ -41,7 +46,7 @@ class MassLedger:
         """Take containers from the policy. `mass_mg` opens the book of a container the
         cabinet does not keep a book for yet; once it does, the book is the record's, and
         a changed `mass_mg` does not move it (a routine policy update loses no withdrawal)."""
-        old = {s.container: s for s in self.slots.values() if s.container}
+        old = {**self.retired, **{s.container: s for s in self.slots.values() if s.container}}
         slots: dict[int, Slot] = {
             n: Slot(n, None, candidate=s.candidate, since_mono=s.since_mono, settled=s.settled)
             for n, s in self.slots.items()
@@ -73,6 +78,10 @@ class MassLedger:
                 slot.expected = prev.expected
             slots[box.slot] = slot
         self.slots = slots
+        # A container the policy no longer names keeps its last book: the record decided
+        # it, and a later policy naming it again must not reopen it from `mass_mg`.
+        kept = {s.container for s in slots.values() if s.container}
+        self.retired = {c: s for c, s in old.items() if c not in kept}
 
     # --- readings ----------------------------------------------------------------------
 
@@ -115,6 +124,8 @@ class MassLedger:
         expected = slot.tare + slot.book if slot.present else 0
         if abs(slot.settled - expected) <= self.tolerance(policy, slot):
             ctx.clear("mass_unexplained", subject, slot=slot_no)
+            # Weight on a slot the policy now names again, matching its book: known.
+            ctx.clear("unknown_item", subject, slot=slot_no)
         else:
             ctx.raise_(
                 "mass_unexplained",
@@ -137,22 +148,36 @@ class MassLedger:
                 self._check_unknown_item(ctx, policy, slot)
                 continue
             if ctx.alarms.is_open("mass_unexplained", str(slot_no)):
-                # A discrepancy from before the door opened is not the session's to book.
+                # A discrepancy from before the door opened is not the session's to book;
+                # what changed while the door was open is. A container taken out or put
+                # back across an open discrepancy is left to the alarm (resolve first).
+                before = session.opened_gross.get(slot_no)
+                if (
+                    before is not None
+                    and slot.present
+                    and not self.is_empty(policy, slot, before)
+                    and not self.is_empty(policy, slot, gross)
+                ):
+                    self._book(ctx, policy, session, slot, before - gross)
                 self.check_unattended(ctx, policy, slot_no)
                 continue
             self._reconcile_slot(ctx, policy, session, slot, gross)
+
+    @staticmethod
+    def _common(session: SessionView, slot: Slot) -> dict[str, Any]:
+        return {
+            "session": session.id,
+            "persons": list(session.persons),
+            "slot": slot.slot,
+            "container": slot.container,
+        }
 
     def _reconcile_slot(
         self, ctx: Step, policy: Policy, session: SessionView, slot: Slot, gross: int
     ) -> None:
         box = policy.container_by_id(slot.container or "")
         cas = box.cas if box else ""
-        common = {
-            "session": session.id,
-            "persons": list(session.persons),
-            "slot": slot.slot,
-            "container": slot.container,
-        }
+        common = self._common(session, slot)
         empty = self.is_empty(policy, slot, gross)
         if slot.present and empty:
             disposal = self._take(self.disposals, ctx.now, slot.container or "", session.persons)
@@ -181,10 +206,40 @@ class MassLedger:
             taken = slot.book - (gross - slot.tare)
         else:
             taken = slot.tare + slot.book - gross
+        self._book(ctx, policy, session, slot, taken)
+
+    def _book(
+        self, ctx: Step, policy: Policy, session: SessionView, slot: Slot, taken: int
+    ) -> None:
+        """`taken` mg left the container (negative: came back) in `session`: book it to
+        the session's two persons, with the approval it uses, if beyond tolerance."""
         if abs(taken) <= self.tolerance(policy, slot):
             return
-        slot.book = max(slot.book - taken, 0)
-        data: dict[str, Any] = {**common, "cas": cas, "amount_mg": abs(taken), "book_mg": slot.book}
+        if taken > slot.book:
+            # The scale reads less than the empty bottle: no more than the book can have
+            # been taken, and the rest is a discrepancy, not a withdrawal.
+            measured = slot.tare + slot.book - taken
+            if slot.book:
+                self._book(ctx, policy, session, slot, slot.book)
+            if slot.tare + slot.book - measured <= self.tolerance(policy, slot):
+                return  # within tolerance of an empty bottle: scale noise
+            ctx.raise_(
+                "mass_unexplained",
+                str(slot.slot),
+                slot=slot.slot,
+                container=slot.container,
+                expected_mg=slot.tare + slot.book,
+                measured_mg=measured,
+            )
+            return
+        box = policy.container_by_id(slot.container or "")
+        slot.book -= taken
+        data: dict[str, Any] = {
+            **self._common(session, slot),
+            "cas": box.cas if box else "",
+            "amount_mg": abs(taken),
+            "book_mg": slot.book,
+        }
         if taken < 0:
             ctx.emit("inventory.return", "info", data)
             return
@@ -252,79 +307,10 @@ class MassLedger:
     # --- durable state ------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "books": [
-                {
-                    "slot": s.slot,
-                    "container": s.container,
-                    "tare_mg": s.tare,
-                    "book_mg": s.book,
-                    "present": s.present,
-                    "due_wall_ms": s.due_wall_ms,
-                    "expected_mg": s.expected,
-                }
-                for n, s in sorted(self.slots.items())
-                if s.container is not None
-            ],
-            "approvals": [
-                {
-                    "container": a.container,
-                    "max_mg": a.max_mg,
-                    "persons": sorted(a.persons),
-                    "until_ms": a.until_ms,
-                    "nonce": a.nonce,
-                    "by": a.by,
-                    "purpose": a.purpose,
-                }
-                for a in self.approvals
-            ],
-            "disposals": [
-                {
-                    "container": a.container,
-                    "persons": sorted(a.persons),
-                    "until_ms": a.until_ms,
-                    "nonce": a.nonce,
-                    "by": a.by,
-                    "purpose": a.purpose,
-                }
-                for a in self.disposals
-            ],
-            "disposed": sorted(self.disposed),
-        }
+        return ledger_state.to_state(self)
 
     def restore(self, ctx: Step, state: dict[str, Any]) -> None:
-        for row in state["books"]:
-            slot = Slot(row["slot"], row["container"], row["tare_mg"], row["book_mg"])
-            slot.present, slot.due_wall_ms = row["present"], row["due_wall_ms"]
-            slot.expected = row.get("expected_mg")
-            self.slots[slot.slot] = slot
-            if not slot.present and slot.due_wall_ms is not None:
-                ctx.start(Overdue(slot.container or ""), slot.due_wall_ms - ctx.now.wall_ms)
-        self.approvals = [
-            Approval(
-                a["container"],
-                a["max_mg"],
-                frozenset(a["persons"]),
-                a["until_ms"],
-                a["nonce"],
-                a.get("by"),
-                a.get("purpose"),
-            )
-            for a in state["approvals"]
-        ]
-        self.disposals = [
-            Approval(
-                a["container"],
-                0,
-                frozenset(a["persons"]),
-                a["until_ms"],
-                a["nonce"],
-                a["by"],
-                a["purpose"],
-            )
-            for a in state.get("disposals", [])
-        ]
-        self.disposed = set(state.get("disposed", []))
+        ledger_state.restore(self, ctx, state)
 
     # --- helpers -----------------------------------------------------------------------
 

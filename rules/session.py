@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from rules.access import Grant
+from rules.alarms import AlarmBook
+from rules.books import Slot
 from rules.inventory import SessionView
 
 
@@ -51,3 +53,14 @@ class Session:
         if phase not in TRANSITIONS[self.phase]:
             raise PhaseError(f"session {self.id}: {self.phase.value} -> {phase.value}")
         self.phase = phase
+
+
+def opened_gross(slots: dict[int, Slot], alarms: AlarmBook) -> dict[int, int]:
+    """At door-open: the weight of each slot with an open discrepancy (mass_unexplained),
+    the baseline of what the session changes there (the books are not, they are off)."""
+    levels: dict[int, int] = {}
+    for n, slot in slots.items():
+        level = slot.candidate if slot.candidate is not None else slot.settled
+        if level is not None and alarms.is_open("mass_unexplained", str(n)):
+            levels[n] = level
+    return levels

@@ -95,7 +95,19 @@ def test_every_rule_area_has_an_example_scenario() -> None:
         "disposal_with_and_without_approval",
         "receiving_by_two_persons",
         "tap_out_after_a_session",
+        "session_books_its_own_change_beside_a_discrepancy",
+        "container_named_again_keeps_its_book",
+        "resolve_before_the_weight_settles",
+        "stocktake_finds_a_hidden_loss",
+        "stocktake_and_tap_out_across_a_restart",
     } <= names
+
+
+def test_every_example_scenario_is_cited_where_its_rule_is_explained() -> None:
+    rules_doc = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    # demo.jsonl is the README's tour of the cabinet, not the example of one rule.
+    uncited = [s.stem for s in SCENARIOS if s.stem != "demo" and f"`{s.stem}`" not in rules_doc]
+    assert uncited == []
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.stem for s in SCENARIOS])

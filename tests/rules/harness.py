@@ -153,5 +153,7 @@ class Cabinet:
 def alarm_condition(data: dict[str, Any]) -> tuple[object, ...]:
     """What an alarm is about: the record must never hold two open alarms for it."""
     fields = ("kind", "slot", "container", "sensor", "reader", "detail")
-    session = data.get("session") if data["kind"] == "mass_mismatch" else None
+    # One per session: a mismatch of an approved amount, a breach of the tap-out.
+    per_session = data["kind"] in ("mass_mismatch", "two_person_breach")
+    session = data.get("session") if per_session else None
     return (*(data.get(f) for f in fields), session)

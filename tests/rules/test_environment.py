@@ -96,7 +96,7 @@ def test_an_unplugged_card_reader_is_a_reader_fault(tmp_path):
 def test_ack_silences_the_buzzer_but_the_alarm_stays_until_its_condition_is_gone(tmp_path):
     cab = Cabinet(tmp_path, example_policy()).feed(i.LeakChanged(True))
     alarm = cab.data("alarm.raised")[0]["alarm"]
-    cab.command("ack", alarm=alarm)
+    cab.command("ack", alarm=alarm, by="p-1003")
     assert not cab.output("buzzer")
     assert cab.alarms_cleared() == []
     assert cab.output("fan")
@@ -105,7 +105,7 @@ def test_ack_silences_the_buzzer_but_the_alarm_stays_until_its_condition_is_gone
 
 
 def test_ack_of_an_unknown_alarm_is_rejected(tmp_path):
-    cab = Cabinet(tmp_path, example_policy()).command("ack", alarm="A9-99")
+    cab = Cabinet(tmp_path, example_policy()).command("ack", alarm="A9-99", by="p-1003")
     assert cab.data("command.rejected")[0]["reason"] == "unknown_alarm"
 
 

@@ -18,7 +18,8 @@ def settled(tmp_path) -> Cabinet:
 def approve(cab: Cabinet, max_mg: int, persons: list[str], **more: str) -> Cabinet:
     """An approve_withdrawal of the sodium cyanide, valid long enough for any test."""
     args = {"container": "c-NaCN-01", "max_mg": max_mg, "until_ms": 2_000_000_000_000}
-    return cab.command("approve_withdrawal", persons=persons, **args, **more)
+    signed = {"by": "p-1003", "purpose": "titration standard", **more}
+    return cab.command("approve_withdrawal", persons=persons, **args, **signed)
 
 
 def test_a_withdrawal_in_a_session_is_attributed_to_both_persons_and_the_books_move(tmp_path):
@@ -184,9 +185,41 @@ def test_the_withdrawal_that_uses_an_approval_records_who_approved_it_and_what_f
 
 def test_an_approval_by_a_user_or_for_an_unknown_person_is_refused(tmp_path):
     cab = Cabinet(tmp_path, example_policy())
-    args = {"container": "c-NaCN-01", "max_mg": 1_000, "until_ms": 2_000_000_000_000}
+    args = {
+        "container": "c-NaCN-01",
+        "max_mg": 1_000,
+        "until_ms": 2_000_000_000_000,
+        "purpose": "assay",
+    }
     cab.command("approve_withdrawal", persons=["p-1001"], by="p-1002", **args)
     cab.command("approve_withdrawal", persons=["p-9999"], by="p-1003", **args)
     cab.command("approve_withdrawal", persons=["p-1004"], by="p-1003", **args)
     reasons = [d["reason"] for d in cab.data("command.rejected")]
     assert reasons == ["role_requirement", "unknown_person", "not_authorized"]
+
+
+def test_an_approval_refused_for_a_missing_purpose_records_who_asked_for_whom(tmp_path):
+    cab = Cabinet(tmp_path, example_policy())
+    args = {"container": "c-NaCN-01", "max_mg": 1_000, "until_ms": 2_000_000_000_000}
+    cab.command("approve_withdrawal", persons=["p-1002", "p-1001"], by="p-1003", **args)
+    (refused,) = cab.data("command.rejected")
+    assert refused["reason"] == "bad_args"
+    assert (refused["by"], refused["persons"]) == ("p-1003", ["p-1001", "p-1002"])
+    assert refused["container"] == "c-NaCN-01"
+
+
+def test_a_scale_below_the_empty_bottle_books_at_most_the_content_and_raises_the_rest(tmp_path):
+    cab = session(settled(tmp_path), 10).weight(NaCN_SLOT, 100_000)  # tare is 182 g
+    cab.at(20).door("closed").at(30)
+    (withdrawal,) = cab.data("inventory.withdrawal")
+    assert (withdrawal["amount_mg"], withdrawal["book_mg"]) == (500_000, 0)
+    assert cab.alarms_raised() == ["mass_unexplained"]
+    assert cab.data("alarm.raised")[0]["measured_mg"] == 100_000
+
+
+def test_an_emptied_bottle_reading_a_little_under_its_tare_is_noise_not_a_loss(tmp_path):
+    cab = session(settled(tmp_path), 10).weight(NaCN_SLOT, 182_000 - 1_000)
+    cab.at(20).door("closed").at(30)
+    (withdrawal,) = cab.data("inventory.withdrawal")
+    assert (withdrawal["amount_mg"], withdrawal["book_mg"]) == (500_000, 0)
+    assert cab.alarms_raised() == []

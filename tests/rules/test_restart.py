@@ -126,6 +126,8 @@ def test_an_unused_withdrawal_approval_survives_a_restart(tmp_path):
         max_mg=5_000,
         persons=["p-1001", "p-1002"],
         until_ms=START_MS + 3_600_000,
+        by="p-1003",
+        purpose="titration standard",
     )
     withdraw(cab.restart(), 20, NaCN_GROSS - 25_000)
     assert cab.data("inventory.withdrawal")[0]["approval"]["max_mg"] == 5_000
@@ -154,6 +156,35 @@ def test_a_session_does_not_absorb_a_discrepancy_from_before_it(tmp_path):
     assert cab.data("alarm.cleared") == []
 
 
+def test_a_session_books_what_it_took_beside_an_open_discrepancy_which_stays_open(tmp_path):
+    cab = settled_cabinet(tmp_path).weight(NaCN_SLOT, NaCN_GROSS - 10_000).at(20)
+    cab.at(30).open_with_pair().at(31).door("open").weight(NaCN_SLOT, NaCN_GROSS - 30_000)
+    cab.at(35).door("closed").at(50)
+    (withdrawal,) = cab.data("inventory.withdrawal")
+    assert withdrawal["persons"] == ["p-1001", "p-1002"]
+    assert (withdrawal["amount_mg"], withdrawal["book_mg"]) == (20_000, 480_000)
+    assert cab.data("alarm.cleared") == []  # still 10 g short of the books
+    assert books(cab)[NaCN_SLOT] == 480_000
+
+
+def test_the_door_open_weight_of_a_discrepant_slot_survives_a_restart(tmp_path):
+    cab = settled_cabinet(tmp_path).weight(NaCN_SLOT, NaCN_GROSS - 10_000).at(20)
+    cab.at(30).open_with_pair().at(31).door("open").weight(NaCN_SLOT, NaCN_GROSS - 30_000)
+    cab.at(33).restart().at(35).door("closed").at(50)
+    (withdrawal,) = cab.data("inventory.withdrawal")
+    assert (withdrawal["amount_mg"], withdrawal["book_mg"]) == (20_000, 480_000)
+    assert cab.data("alarm.cleared") == []
+
+
+def test_grams_put_back_beside_a_discrepancy_are_a_return_and_it_stays_to_resolve(tmp_path):
+    cab = settled_cabinet(tmp_path).weight(NaCN_SLOT, NaCN_GROSS - 10_000).at(20)
+    cab.at(30).open_with_pair().at(31).door("open").weight(NaCN_SLOT, NaCN_GROSS)
+    cab.at(35).door("closed").at(50)
+    assert [r["amount_mg"] for r in cab.data("inventory.return")] == [10_000]
+    assert books(cab)[NaCN_SLOT] == 510_000  # booked as a return: still off the books
+    assert cab.data("alarm.cleared") == []
+
+
 def test_a_change_after_the_grant_with_the_door_still_shut_is_unexplained(tmp_path):
     cab = settled_cabinet(tmp_path).at(10).open_with_pair()
     cab.weight(NaCN_SLOT, NaCN_GROSS - 10_000).at(18)
@@ -173,6 +204,23 @@ def test_a_policy_update_with_another_opening_mass_does_not_move_the_books(tmp_p
     cab.feed(i.PolicyLoaded(Policy.model_validate(doc), None, "command")).restart().at(60)
     assert books(cab)[NaCN_SLOT] == 480_000
     assert cab.alarms_raised() == []
+
+
+def test_a_container_dropped_from_the_policy_and_named_again_keeps_its_last_book(tmp_path):
+    from config.policy import Policy
+
+    cab = withdraw(settled_cabinet(tmp_path), 10, NaCN_GROSS - 20_000)
+    doc = example_policy().model_dump(by_alias=True)
+    named = doc["container"]
+    doc["container"] = [box for box in named if box["id"] != "c-NaCN-01"]
+    doc["version"] = 11
+    cab.feed(i.PolicyLoaded(Policy.model_validate(doc), None, "command")).at(40)
+    assert NaCN_SLOT not in {n for n, book in books(cab).items() if book}
+    cab.restart().at(60)  # the dropped container's book is state, like any other
+    doc["container"], doc["version"] = named, 12
+    cab.feed(i.PolicyLoaded(Policy.model_validate(doc), None, "command")).at(80)
+    assert books(cab)[NaCN_SLOT] == 480_000  # not the policy's mass_mg (500 g) again
+    assert "mass_unexplained" not in cab.alarms_raised()
 
 
 def test_a_reader_fault_from_before_a_restart_clears_when_that_reader_reads_a_card(tmp_path):

@@ -18,7 +18,9 @@ from agent.commands import (
 )
 from agent.nonces import NonceStore
 from config.policy import Policy
+from rules.cabinet import CabinetRules
 from rules.command_args import Ack, parse_command
+from rules.effects import Emit, Instant
 from rules.inputs import CommandReceived, CommandRejected, PolicyLoaded
 
 DEVICE = "cab-1"
@@ -82,9 +84,16 @@ def test_an_older_policy_still_passes_the_verifier_the_rules_judge_the_version(v
         ("approve", {"person": "p-1001", "by": "p-1003"}),
         (
             "approve_withdrawal",
-            {"container": "c-1", "max_mg": 5000, "persons": ["p-1", "p-2"], "until_ms": NOW},
+            {
+                "container": "c-1",
+                "max_mg": 5000,
+                "persons": ["p-1", "p-2"],
+                "until_ms": NOW,
+                "by": "p-3",
+                "purpose": "assay",
+            },
         ),
-        ("ack", {"alarm": "al-7"}),
+        ("ack", {"alarm": "al-7", "by": "op-1"}),
         ("snapshot", {}),
         ("resend", {"from_seq": 10, "to_seq": 20}),
     ],
@@ -107,14 +116,14 @@ def test_a_replayed_command_is_refused_even_after_a_restart(tmp_path):
 def test_refusals_have_machine_readable_reasons(verifier):
     forger = wire.SigningKey.generate()
     cases = {
-        "bad_signature": (TOPIC + "ack", command("ack", {"alarm": "a"}, key=forger)),
-        "wrong_device": (TOPIC + "ack", command("ack", {"alarm": "a"}, device="cab-2")),
-        "expired": (TOPIC + "ack", command("ack", {"alarm": "a"}, expires=NOW - 1)),
+        "bad_signature": (TOPIC + "ack", command("ack", {"alarm": "a", "by": "p"}, key=forger)),
+        "wrong_device": (TOPIC + "ack", command("ack", {"alarm": "a", "by": "p"}, device="cab-2")),
+        "expired": (TOPIC + "ack", command("ack", {"alarm": "a", "by": "p"}, expires=NOW - 1)),
         "validity_too_long": (
             TOPIC + "ack",
-            command("ack", {"alarm": "a"}, expires=NOW + 8 * 24 * 3600 * 1000),
+            command("ack", {"alarm": "a", "by": "p"}, expires=NOW + 8 * 24 * 3600 * 1000),
         ),
-        "topic_mismatch": (TOPIC + "policy", command("ack", {"alarm": "a"})),
+        "topic_mismatch": (TOPIC + "policy", command("ack", {"alarm": "a", "by": "p"})),
         "bad_args": (TOPIC + "ack", command("ack", {"alarm": 7})),
         "too_large": (TOPIC + "ack", b" " * (64 * 1024 + 1)),
         "malformed": (TOPIC + "ack", b"{not json"),
@@ -157,7 +166,7 @@ def test_an_unknown_signed_command_is_refused(verifier):
 
 
 def test_duplicate_keys_floats_and_deep_nesting_are_malformed(verifier):
-    valid = json.loads(command("ack", {"alarm": "a"}))
+    valid = json.loads(command("ack", {"alarm": "a", "by": "p"}))
     text = json.dumps(valid)
     dup = text[:-1] + ', "nonce": "other"}'
     floaty = json.dumps({**valid, "issued_at_ms": 1.5})
@@ -244,17 +253,30 @@ def test_any_malformed_payload_is_rejected_never_raises(payload, name):
 @pytest.mark.parametrize(
     ("name", "args", "expires", "expected"),
     [
-        ("ack", {"alarm": "A1-1"}, 2**70, "malformed"),  # no clock reaches 2^70 ms
+        ("ack", {"alarm": "A1-1", "by": "p"}, 2**70, "malformed"),  # no clock reaches 2^70 ms
         ("resend", {"from_seq": 1, "to_seq": 2**70}, NOW + 60_000, "malformed"),
         (
             "approve_withdrawal",
-            {"container": "c", "max_mg": 2**64, "persons": ["p"], "until_ms": NOW},
+            {"container": "c", "max_mg": 2**64, "persons": ["p"], "until_ms": NOW, "by": "k"},
             NOW + 60_000,
             "malformed",
         ),
         ("approve", {"person": "p-1002"}, NOW + 60_000, "bad_args"),  # who approves?
-        ("ack", {"alarm": "A1-1", "comment": "line\nbreak"}, NOW + 60_000, "bad_args"),
-        ("ack", {"alarm": "A1-1", "comment": ""}, NOW + 60_000, "bad_args"),
+        ("ack", {"alarm": "A1-1", "by": "p", "comment": "line\nbreak"}, NOW + 60_000, "bad_args"),
+        ("ack", {"alarm": "A1-1", "by": "p", "comment": ""}, NOW + 60_000, "bad_args"),
+        ("ack", {"alarm": "A1-1", "comment": "seen"}, NOW + 60_000, "bad_args"),  # by whom?
+        (
+            "approve_withdrawal",
+            {"container": "c", "max_mg": 5000, "persons": ["p"], "until_ms": NOW, "by": "k"},
+            NOW + 60_000,
+            "bad_args",  # for what? (用途)
+        ),
+        (
+            "approve_disposal",
+            {"container": "c", "persons": ["p"], "until_ms": NOW, "purpose": "waste"},
+            NOW + 60_000,
+            "bad_args",  # approved by whom?
+        ),
     ],
 )
 def test_numbers_out_of_range_and_bad_people_fields_are_refused_not_crashes(
@@ -281,3 +303,51 @@ def test_an_ack_carries_who_and_why_to_the_rules(verifier):
     assert verdict == CommandReceived(
         Ack(alarm="A1-1", by="p-1001", comment=args["comment"]), "n-1"
     )
+
+
+def test_a_signed_command_refused_for_its_args_still_names_who_asked(verifier):
+    args = {
+        "container": "c-NaCN-01",
+        "max_mg": 5000,
+        "persons": ["p-1002", "p-1001"],
+        "until_ms": NOW,
+        "by": "p-1003",
+    }  # no purpose: bad_args, but the record keeps the people
+    verdict = verifier.check(TOPIC + "approve_withdrawal", command("approve_withdrawal", args), NOW)
+    assert reason(verdict) == "bad_args"
+    assert isinstance(verdict, CommandRejected)
+    assert verdict.named == {
+        "container": "c-NaCN-01",
+        "persons": ["p-1001", "p-1002"],
+        "by": "p-1003",
+    }
+
+
+def test_a_refusal_keeps_only_plain_ids_and_a_forgery_names_no_one(verifier):
+    odd = {"alarm": "A1-1", "by": "p\n1001", "persons": ["x" * 65], "person": 7}
+    verdict = verifier.check(TOPIC + "ack", command("ack", odd), NOW)
+    assert isinstance(verdict, CommandRejected) and verdict.reason == "bad_args"
+    assert verdict.named == {"alarm": "A1-1"}
+    forged = command("ack", {"alarm": "A1-1", "by": "p-1001"}, key=wire.SigningKey.generate())
+    verdict = verifier.check(TOPIC + "ack", forged, NOW)
+    assert isinstance(verdict, CommandRejected) and verdict.reason == "bad_signature"
+    assert verdict.named == {}
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({"x": 1}, "invalid_policy"),  # not a signed policy at all: nothing to read
+        (policy_doc(version=9, key=wire.SigningKey.generate()), "bad_policy_signature"),
+    ],
+)
+def test_a_policy_refused_before_it_could_be_read_is_recorded_with_version_null(
+    verifier, policy, expected
+):
+    verdict = verifier.check(TOPIC + "policy", command("policy", {"policy": policy}), NOW)
+    assert reason(verdict) == expected
+    rules = CabinetRules(DEVICE, "test")
+    effects = rules.step(verdict, Instant(NOW, 0))
+    (rejected,) = [e for e in effects if isinstance(e, Emit) and e.type == "policy.rejected"]
+    assert rejected.data["version"] is None  # a forged "version 9" is not believed
+    assert (rejected.data["reason"], rejected.data["nonce"]) == (expected, "n-1")

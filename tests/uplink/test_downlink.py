@@ -66,9 +66,11 @@ def test_policy_command_is_verified_persisted_and_replay_refused(tmp_path, make_
         assert policy.version == 5 and document == signed
 
         centre.send("policy", payload)  # replayed
-        centre.send("ack", rig.command("ack", {"alarm": "a-1"}, expires_in_ms=-1))
-        centre.send("ack", rig.command("ack", {"alarm": "a-1"}, device="cab-2"))
-        centre.send("ack", rig.command("ack", {"alarm": "a-1"}, key=wire.SigningKey.generate()))
+        centre.send("ack", rig.command("ack", {"alarm": "a-1", "by": "p-1"}, expires_in_ms=-1))
+        centre.send("ack", rig.command("ack", {"alarm": "a-1", "by": "p-1"}, device="cab-2"))
+        centre.send(
+            "ack", rig.command("ack", {"alarm": "a-1", "by": "p-1"}, key=wire.SigningKey.generate())
+        )
         centre.send("snapshot", rig.command("snapshot", {}))
         wait_until(lambda: len(rig.inputs()) == 6, 5, "five more inputs")
         reasons = [i.reason for i in rig.inputs()[1:5]]
@@ -140,7 +142,7 @@ def test_a_command_sent_while_the_agent_is_offline_arrives_when_it_reconnects(
     _, rig, centre = _connected_rig(tmp_path, make_broker)
     try:
         rig.uplink.stop(timeout=5)  # offline; the broker keeps the session (expiry > 0)
-        centre.send("ack", rig.command("ack", {"alarm": "a-9"}, nonce="while-offline"))
+        centre.send("ack", rig.command("ack", {"alarm": "a-9", "by": "p-1"}, nonce="while-offline"))
         back = Uplink(
             rig.config,
             rig.outbox,
@@ -152,7 +154,7 @@ def test_a_command_sent_while_the_agent_is_offline_arrives_when_it_reconnects(
         )
         back.start()
         wait_until(lambda: len(rig.inputs()) == 1, 10, "the queued command")
-        assert rig.inputs()[0] == CommandReceived(Ack(alarm="a-9"), "while-offline")
+        assert rig.inputs()[0] == CommandReceived(Ack(alarm="a-9", by="p-1"), "while-offline")
         back.stop(timeout=5)
     finally:
         centre.close()
