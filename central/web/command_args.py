@@ -9,19 +9,11 @@ caller: the centre fills it with the signed-in person.
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-RESOLVE_REASONS = (
-    "recount",
-    "evaporation",
-    "spill",
-    "scale_fault",
-    "delivery_error",
-    "theft_reported",
-    "other",
-)
+from rules.command_args import ResolveReason
 
 
 def _free_text(text: str) -> str:
@@ -76,15 +68,7 @@ class _TwoPersons(_Args):
 
 class Resolve(_TwoPersons):
     alarm: AlarmId
-    reason: Literal[
-        "recount",
-        "evaporation",
-        "spill",
-        "scale_fault",
-        "delivery_error",
-        "theft_reported",
-        "other",
-    ]
+    reason: ResolveReason  # the cabinet's own list: one owner of the codes
     comment: FreeText | None = None
 
     @model_validator(mode="after")

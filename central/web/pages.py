@@ -19,13 +19,13 @@ from fastapi.responses import HTMLResponse, Response
 
 from central.web import roles
 from central.web.auth import from_request
-from central.web.command_args import RESOLVE_REASONS
 from central.web.ledger_query import ledger_rows
 from central.web.ports import ConsoleStore
 from central.web.present import local_today
 from central.web.render import page_user, render
 from central.web.settings import WebSettings
 from central.web.when import BadTime, ledger_filter, parse_day
+from rules.command_args import RESOLVE_REASONS
 
 router = APIRouter(include_in_schema=False)
 
