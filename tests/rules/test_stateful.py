@@ -402,10 +402,18 @@ test_the_same_holds_on_the_real_core_and_outbox = IntegratedMachine.TestCase
 
 def test_a_fixed_seed_run_reaches_every_kind_of_books_change():
     """The machine must not go vacuous again: a derandomised run of a few hundred
-    examples reaches each change of the books at least once."""
+    examples reaches each change of the books at least once. The rarest path (a bottle
+    taken out, then put back) depends on set order, which follows the process's hash
+    seed, so a kind missed by the fixed run gets up to five more random runs: a kind the
+    machine can no longer reach still fails, a rare one does not flake."""
     SEEN.clear()
-    run_state_machine_as_test(
-        CabinetMachine,
-        settings=settings(max_examples=300, derandomize=True, database=None, **SETTINGS),
-    )
+    for attempt in range(6):
+        run_state_machine_as_test(
+            CabinetMachine,
+            settings=settings(
+                max_examples=300, derandomize=attempt == 0, database=None, **SETTINGS
+            ),
+        )
+        if all(SEEN[kind] for kind in BOOKS_CHANGES):
+            break
     assert {kind for kind in BOOKS_CHANGES if SEEN[kind] == 0} == set(), SEEN
