@@ -14,16 +14,13 @@ from typing import Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from central.web import roles
 from central.web.api import send_command
 from central.web.auth import SignedIn, check_csrf
 from central.web.i18n import Words
-from central.web.ports import ConsoleStore
 from central.web.render import flash, page_user
-from central.web.signin import safe_next
-from central.web.throttle import SignInThrottle
+from central.web.signin import checked_password, safe_next
 
 router = APIRouter(include_in_schema=False)
 
@@ -74,25 +71,20 @@ async def _second_signer(
     for guessing."""
     words: Words = request.state.words
     say = words.say
-    store: ConsoleStore = request.app.state.store
-    throttle: SignInThrottle = request.app.state.throttle
     if not login or not password:
         return say(
             "第二人须输入自己的用户名和密码",
             "the second person enters their own username and password",
         )
-    wait_s = throttle.wait_s(login)
-    if wait_s:
+    account = await checked_password(request, login, password)
+    if isinstance(account, int) and account:
         return say(
-            f"第二人的账号密码错误次数过多，请 {wait_s} 秒后再试",
-            f"too many wrong passwords for the second person's account: try again in {wait_s} s",
+            f"第二人的账号密码错误次数过多，请 {account} 秒后再试",
+            f"too many wrong passwords for the second person's account: try again in {account} s",
         )
-    account = await run_in_threadpool(store.check_password, login, password)
-    if account is None:
-        throttle.failed(login)
+    if isinstance(account, int):
         request.app.state.log.info("console.second_person_failed", login=login[:64])
         return say("第二人的用户名或密码错误", "the second person's username or password is wrong")
-    throttle.succeeded(login)
     if account.person == who.person:
         return say(
             "第二人须是另一个人，不能是您本人", "the second person must be someone other than you"

@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from central.web.auth import check_csrf, from_request, sign_in, sign_out
+from central.web.ports import Account, ConsoleStore
 from central.web.render import render
 from central.web.settings import LANGUAGES
 from central.web.throttle import SignInThrottle
@@ -19,6 +20,23 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
+
+
+async def checked_password(request: Request, login: str, password: str) -> Account | int:
+    """The account whose password this is, or the seconds `login` must wait (0: wrong).
+    Every place a console password is typed counts against the same per-login lockout,
+    so no form is a side door for guessing."""
+    throttle: SignInThrottle = request.app.state.throttle
+    wait_s = throttle.wait_s(login)
+    if wait_s:
+        return wait_s
+    store: ConsoleStore = request.app.state.store
+    account = await run_in_threadpool(store.check_password, login, password) if login else None
+    if account is None:
+        throttle.failed(login)
+        return 0
+    throttle.succeeded(login)
+    return account
 
 
 @router.get("/login")
@@ -37,10 +55,8 @@ async def login(
     next: str = Form("/"),
 ) -> Response:
     check_csrf(request, None, csrf)
-    store = request.app.state.store
-    throttle: SignInThrottle = request.app.state.throttle
-    wait_s = throttle.wait_s(username)
-    if wait_s:
+    user = await checked_password(request, username, password)
+    if isinstance(user, int) and user:
         request.app.state.log.warning("console.sign_in_throttled", login=username[:64])
         return render(
             request,
@@ -49,16 +65,13 @@ async def login(
             status_code=429,
             next=safe_next(next),
             failed=False,
-            wait_s=wait_s,
+            wait_s=user,
         )
-    user = await run_in_threadpool(store.check_password, username, password) if username else None
-    if user is None:
-        throttle.failed(username)
+    if isinstance(user, int):
         request.app.state.log.info("console.sign_in_failed", login=username[:64])
         return render(
             request, "login.html", None, status_code=401, next=safe_next(next), failed=True
         )
-    throttle.succeeded(username)
     sign_in(request, user.login, user.person, user.role)
     request.app.state.log.info("console.signed_in", login=user.login, role=user.role)
     return RedirectResponse(safe_next(next), status_code=303)
