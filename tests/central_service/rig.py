@@ -144,15 +144,31 @@ class CentralRig:
     def serve_ready(
         self, name: str = "serve", listen: str | None = None
     ) -> subprocess.Popen[bytes]:
-        """A serve process whose subscriptions the broker has granted."""
+        """A serve process whose subscriptions the broker has granted, on both lanes.
+
+        serve subscribes on two connections (alarms, everything else); an envelope
+        published before the main lane's SUBACK reaches no subscriber and is gone, so
+        one lane's "broker.subscribed" is not enough.
+        """
         proc = self.serve(name, listen)
         wait_until(
-            lambda: "broker.subscribed" in self.log_text(name) or proc.poll() is not None,
+            lambda: self.subscribed_lanes(name) >= {"main", "alarms"} or proc.poll() is not None,
             30,
-            f"{name} to subscribe",
+            lambda: f"{name} to subscribe on both lanes; its log:\n{self.log_text(name)}",
         )
         assert proc.poll() is None, self.log_text(name)
         return proc
+
+    def subscribed_lanes(self, name: str = "serve") -> set[str]:
+        lanes = set()
+        for line in self.log_text(name).splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line that is not JSON (a crash's output) is not a subscription
+            if isinstance(entry, dict) and entry.get("event") == "broker.subscribed":
+                lanes.add(str(entry.get("lane")))
+        return lanes
 
     def log_text(self, name: str = "serve") -> str:
         path = self.tmp / f"{name}.log"

@@ -173,7 +173,12 @@ def test_a_gap_is_asked_for_with_resend_and_filled(rigged) -> None:  # type: ign
     cab = cabinets[1]
     envs = [fleet.emit(cab, "system.heartbeat", {"uptime_s": i}) for i in range(6)]
     fleet.publish(cab, envs[0], envs[4], envs[5])  # 2..4 "lost"
-    wait_until(lambda: _stored(store, cab.device) == 6, 20, "the gap filled by resend")
+    wait_until(
+        lambda: _stored(store, cab.device) == 6,
+        20,
+        lambda: f"the gap filled by resend ({_stored(store, cab.device)} stored, "
+        f"resends {fleet.resends()}); serve's log:\n{rig.log_text()}",
+    )
     assert (cab.device, 2, 4) in fleet.resends()
     wait_until(
         lambda: [c.last_seq for c in store.cabinets() if c.device == cab.device] == [6],
