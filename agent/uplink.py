@@ -98,6 +98,7 @@ class Uplink:
         self._dropped = False  # paho or a failed publish saw the link die; _lost() follows
         self._inflight = self._drain.in_flight  # mid -> seq; bench/rig.py reads it too
         self._status_mids: set[int] = set()
+        self._commands_ready = False  # the broker granted the command subscription
         self._client = self._make_client()
 
     # --- public API (any thread) ------------------------------------------------------
@@ -128,6 +129,11 @@ class Uplink:
     @property
     def state(self) -> str:
         return self._state
+
+    @property
+    def commands_ready(self) -> bool:
+        """Connected and the broker granted the command subscription (its SUBACK came)."""
+        return self._state == "connected" and self._commands_ready
 
     def stats(self) -> dict[str, int]:
         counts = {**self._n, **self._drain.stats(), "unsent": self._outbox.stats().unsent}
@@ -232,6 +238,7 @@ class Uplink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect(self) -> None:
@@ -265,6 +272,7 @@ class Uplink:
             self._lost(f"CONNACK {reason}")
             return
         self._state = "connected"
+        self._commands_ready = False
         self._reconnect.connected()
         birth = {**self._birth, "last_seq": self._outbox.last_seq}
         info = self._client.publish(self._status_topic, wire.canonical(birth), qos=1, retain=True)
@@ -277,6 +285,7 @@ class Uplink:
     def _lost(self, why: str) -> None:
         was = self._state
         self._state = "disconnected"
+        self._commands_ready = False
         self._socket_up = False
         self._connack = None
         if self._client.socket() is not None:
@@ -339,6 +348,15 @@ class Uplink:
         except Exception:
             self._n["errors"] += 1
             log.exception("uplink.on_publish_failed", mid=mid)
+
+    def _on_subscribe(
+        self, client: object, userdata: Any, mid: int, codes: list[ReasonCode], props: object
+    ) -> None:
+        refused = [str(code) for code in codes if code.is_failure]
+        if refused:  # the broker's ACL: no command can reach this cabinet until fixed
+            log.error("uplink.commands_refused", reasons=refused)
+        else:
+            self._commands_ready = True
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._n["commands"] += 1

@@ -176,8 +176,10 @@ def test_a_gap_is_asked_for_with_resend_and_filled(rigged) -> None:  # type: ign
     wait_until(
         lambda: _stored(store, cab.device) == 6,
         20,
-        lambda: f"the gap filled by resend ({_stored(store, cab.device)} stored, "
-        f"resends {fleet.resends()}); serve's log:\n{rig.log_text()}",
+        lambda: (
+            f"the gap filled by resend ({_stored(store, cab.device)} stored, "
+            f"resends {fleet.resends()}); serve's log:\n{rig.log_text()}"
+        ),
     )
     assert (cab.device, 2, 4) in fleet.resends()
     wait_until(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
 from rules.inputs import UplinkRecovered, UplinkTrouble
 from tests.support.broker import DEVICE_ACL
 from tests.uplink.rig import broker_config, draft, make_rig, topic, wait_until
@@ -116,5 +120,39 @@ def test_a_wrong_password_never_connects_and_keeps_everything(tmp_path, make_bro
         first = rig.uplink.progress
         wait_until(lambda: rig.uplink.progress > first + 2, 5, "the loop keeps running")
         assert rig.uplink.state != "connected" and rig.outbox.stats().unsent == 1
+    finally:
+        rig.close()
+
+
+def test_a_refused_command_subscription_is_logged_and_the_cabinet_is_not_command_ready(
+    tmp_path, make_broker
+):
+    """A SUBACK that refuses the cmd filter: no command can arrive, so say so loudly.
+
+    mosquitto's ACL file grants every subscription (it only withholds deliveries), so
+    the refusal is the SUBACK as paho hands it to the callback, on a connected uplink.
+    """
+    broker = make_broker(tls=True, acl=DEVICE_ACL)
+    rig = make_rig(tmp_path / "state", broker_config(broker, tls=True))
+    rig.uplink.start()
+    try:
+        wait_until(lambda: rig.uplink.commands_ready, 10, "the SUBACK")
+        refusal = ReasonCode(PacketTypes.SUBACK, "Not authorized")
+        with structlog.testing.capture_logs() as logs:
+            rig.uplink._on_subscribe(None, None, 99, [refusal], None)
+        assert [e["event"] for e in logs] == ["uplink.commands_refused"]
+        assert logs[0]["reasons"] == ["Not authorized"]
+    finally:
+        rig.close()
+
+
+def test_a_granted_command_subscription_makes_the_cabinet_command_ready(tmp_path, make_broker):
+    broker = make_broker(tls=True, acl=DEVICE_ACL)
+    rig = make_rig(tmp_path / "state", broker_config(broker, tls=True))
+    rig.uplink.start()
+    try:
+        wait_until(lambda: rig.uplink.commands_ready, 10, "the SUBACK")
+        broker.stop()
+        wait_until(lambda: not rig.uplink.commands_ready, 10, "not ready once the link is lost")
     finally:
         rig.close()

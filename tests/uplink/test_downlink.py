@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -41,8 +40,7 @@ def _connected_rig(tmp_path, make_broker) -> tuple[Broker, Rig, Centre]:
     broker = make_broker(tls=True, acl=DEVICE_ACL)
     rig = make_rig(tmp_path / "state", broker_config(broker, tls=True))
     rig.uplink.start()
-    wait_until(lambda: rig.uplink.state == "connected", 10, "connected")
-    time.sleep(0.2)  # the SUBACK follows the CONNACK
+    wait_until(lambda: rig.uplink.commands_ready, 10, "connected and subscribed to commands")
     return broker, rig, Centre(broker)
 
 
