@@ -50,6 +50,7 @@ class Recorder:
         self.topics = topics or ("#",)
         self.messages: list[Received] = []
         self.connects = 0
+        self.subacks = 0  # granted SUBACKs, over every connection
         self._cond = threading.Condition()
         self._persistent = persistent
         self.client = mqtt.Client(
@@ -60,6 +61,7 @@ class Recorder:
         self.client.max_inflight_messages_set(100)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         # paho types these as int but computes with floats; 1 s would slow restart tests.
         self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
         self._broker = broker
@@ -76,7 +78,9 @@ class Recorder:
             properties=props,
         )
         self.client.loop_start()
-        self.wait_for(lambda: self.connects > 0, 10, "recorder connect")
+        # Subscribed, not merely connected: a message published before the SUBACK may
+        # reach no subscriber, and the test would wait for it in vain.
+        self.wait_for(lambda: self.subacks >= len(self.topics), 10, "recorder subscribed")
         return self
 
     def stop(self) -> None:
@@ -93,6 +97,14 @@ class Recorder:
         with self._cond:
             self.connects += 1
             self._cond.notify_all()
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any = None
+    ) -> None:
+        if not any(code.is_failure for code in codes):
+            with self._cond:
+                self.subacks += 1
+                self._cond.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
