@@ -107,6 +107,11 @@ def reconcile(
         agrees = True
         if weighing is not None and weighing.book_mg is not None:
             agrees = within(weighing.measured_mg, weighing.book_mg, tolerance_mg, tolerance_pct)
+        # Disposed that day: nothing of it is left to weigh, and its last weighing (the
+        # delivery, a stocktake) shows the stock before it left, not the closing book.
+        # The disposal itself is the two-person record of what left, so it is not
+        # "not weighed"; the weighing before it still had to agree with its own book.
+        gone = bool(today) and today[-1].kind == "disposed"
         out.append(
             DailyRow(
                 day=day,
@@ -120,9 +125,9 @@ def reconcile(
                 disposed_mg=sums["disposed"],
                 adjusted_mg=sums["adjusted"],
                 closing_mg=closing,
-                measured_mg=weighing.measured_mg if weighing else None,
+                measured_mg=weighing.measured_mg if weighing and not gone else None,
                 ok=explained and agrees,
-                weighed=weighing is not None,
+                weighed=weighing is not None or gone,
             )
         )
     return out

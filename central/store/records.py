@@ -115,6 +115,7 @@ class DailyRow:
     # The movements explain the closing book, and the day's weighing (if any) agrees
     # with it. Without a weighing that day the books are only consistent with
     # themselves: `weighed` says whether the stock itself was looked at (账物相符 needs both).
+    # A container disposed that day has no stock left: `measured_mg` None, `weighed` true.
     ok: bool
     weighed: bool = False
 

@@ -12,7 +12,7 @@ from central.store.records import LedgerRow
 
 DAY = datetime.date(2026, 11, 22)
 START, END = day_bounds(DAY, "Asia/Shanghai")
-SIGN = {"withdrawal": -1, "return": 1, "adjusted": 1}
+SIGN = {"withdrawal": -1, "return": 1, "adjusted": 1, "disposed": -1}
 
 
 def _rows(start_book: int, moves: list[tuple[str, int, int]]) -> list[LedgerRow]:
@@ -30,7 +30,7 @@ def _rows(start_book: int, moves: list[tuple[str, int, int]]) -> list[LedgerRow]
 
 moves = st.lists(
     st.tuples(
-        st.sampled_from(sorted(SIGN)),
+        st.sampled_from(sorted(set(SIGN) - {"disposed"})),
         st.integers(0, 10_000),
         st.integers(START - 86_400_000, END + 86_400_000),
     ),
@@ -82,3 +82,43 @@ def test_only_a_weighing_of_that_day_confirms_the_stock(book: int, offset: int) 
     assert day.weighed == (offset >= 0)
     assert day.measured_mg == (book if offset >= 0 else None)
     assert day.opening_mg == book and day.closing_mg == book
+
+
+def _received_then_disposed(received_at: int, disposed_at: int) -> list[LedgerRow]:
+    def row(ts: int, kind: str, amount: int, book: int, seq: int) -> LedgerRow:
+        persons = ("p-1", "p-2")
+        return LedgerRow(
+            ts, "cab-1", None, kind, "c-1", None, None, amount, book, persons, None, None, None, seq
+        )
+
+    return [
+        row(received_at, "received", 100_000, 100_000, 1),
+        row(disposed_at, "disposed", 100_000, 0, 3),
+    ]
+
+
+def test_a_bottle_received_and_disposed_the_same_day_shows_no_stale_weighing() -> None:
+    # The delivery weighed 100 g; the bottle left the same afternoon. Its closing book is
+    # 0 and nothing of it is in the cabinet: the report must not show 100 g "weighed"
+    # against a book of 0, nor call it "not weighed".
+    rows = _received_then_disposed(START + 1000, START + 9000)
+    delivery = Weighing("cab-1", "c-1", START + 1000, 2, 100_000, 100_000)
+    (day,) = reconcile(DAY, START, END, rows, [delivery], {})
+    assert (day.received_mg, day.disposed_mg, day.closing_mg) == (100_000, 100_000, 0)
+    assert day.ok and day.weighed and day.measured_mg is None
+
+
+def test_a_bottle_disposed_today_is_not_counted_as_unweighed_and_is_gone_tomorrow() -> None:
+    rows = _received_then_disposed(START - 86_400_000, START + 9000)
+    (day,) = reconcile(DAY, START, END, rows, [], {})
+    assert day.ok and day.weighed and day.measured_mg is None and day.closing_mg == 0
+    tomorrow = DAY + datetime.timedelta(days=1)
+    start, end = day_bounds(tomorrow, "Asia/Shanghai")
+    assert reconcile(tomorrow, start, end, rows, [], {}) == []
+
+
+def test_a_delivery_weighing_off_its_book_still_fails_the_day_it_is_disposed() -> None:
+    rows = _received_then_disposed(START + 1000, START + 9000)
+    off = Weighing("cab-1", "c-1", START + 1000, 2, 90_000, 100_000)  # 10 g short
+    (day,) = reconcile(DAY, START, END, rows, [off], {})
+    assert not day.ok
