@@ -222,6 +222,28 @@ class CabinetMachine(RuleBasedStateMachine):
     def two_person_session(
         self, slot: int, action: str, amount: int, tap_out: str, approved: bool
     ) -> None:
+        self._session(slot, action, amount, tap_out, approved)
+
+    @precondition(
+        lambda self: hasattr(self, "cab") and self.cab.rules.session is None and bool(self._out())
+    )
+    @rule(data=st.data(), tap_out=st.sampled_from(["both", "one", "none"]))
+    def a_bottle_is_put_in_its_slot(self, data: st.DataObject, tap_out: str) -> None:
+        """A bottle taken out comes back, or an announced one is received. Without this
+        rule that needed a random session to pick the slot and `put_in` (1 in 12) while
+        the cabinet was idle, and a CI run of the coverage test below missed
+        `inventory.restored` in all six of its runs."""
+        slot = data.draw(st.sampled_from(self._out()))
+        rules = self.cab.rules
+        if rules.door_open:
+            self.cab.door("closed")  # a door left open by a random step is shut first
+        if rules.access.pending is not None or rules.tap_out is not None:
+            # A badge left pending (a tap-out with tap_out_s 0 is a new first badge) would
+            # pair with the keeper's: the pair waits until it and any tap-out have expired.
+            self._wait(max(self.policy.access.pair_window_s, self.policy.access.tap_out_s) + 1)
+        self._session(slot, "put_in", 3_000, tap_out, approved=False)
+
+    def _session(self, slot: int, action: str, amount: int, tap_out: str, approved: bool) -> None:
         """A pair badges, opens, changes one slot, closes (and taps out), and waits;
         with `approved`, a withdrawal or disposal approval for the pair comes first."""
         held = self.cab.rules.ledger.slots.get(slot)
@@ -282,6 +304,12 @@ class CabinetMachine(RuleBasedStateMachine):
     def _idle(self) -> bool:
         rules = self.cab.rules
         return rules.session is None and not rules.door_open and rules.tap_out is None
+
+    def _out(self) -> list[int]:
+        """Slots waiting for their bottle: taken out by a session (its book kept) or
+        announced and not yet received (双人收)."""
+        slots = self.cab.rules.ledger.slots
+        return sorted(n for n, s in slots.items() if s.container and not s.present)
 
     def _named(self) -> set[str]:
         return {box.id for box in self.policy.container}
@@ -402,12 +430,13 @@ test_the_same_holds_on_the_real_core_and_outbox = IntegratedMachine.TestCase
 
 def test_a_fixed_seed_run_reaches_every_kind_of_books_change():
     """The machine must not go vacuous again: a derandomised run of a few hundred
-    examples reaches each change of the books at least once. The rarest path (a bottle
-    taken out, then put back) depends on set order, which follows the process's hash
-    seed, so a kind missed by the fixed run gets up to five more random runs: a kind the
-    machine can no longer reach still fails, a rare one does not flake."""
+    examples reaches each change of the books at least once. The run follows set order,
+    hence the process's hash seed, and a single random run misses its rarest kind about
+    one time in five, so a kind missed by the fixed run gets up to eleven more random
+    runs (3 s each): a kind the machine can no longer reach still fails, a rare one does
+    not flake (40 random runs measured: no kind missed by more than 7 of them)."""
     SEEN.clear()
-    for attempt in range(6):
+    for attempt in range(12):
         run_state_machine_as_test(
             CabinetMachine,
             settings=settings(
